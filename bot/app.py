@@ -1,0 +1,83 @@
+"""The FastAPI application, built by :func:`create_app` from settings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from bot.db import init_db, make_engine, make_sessionmaker
+from bot.pipeline import IndexHolder, Pipeline
+from bot.routes import chat, health
+from bot.settings import Settings
+from indexer.embedder import Embedder, make_embedder
+
+log = logging.getLogger(__name__)
+
+
+def _load(app: FastAPI, settings: Settings, embedder: Embedder | None) -> None:
+    """Load the model and the index (in a thread, so /health can answer 503 meanwhile)."""
+    state = app.state
+    try:
+        model = embedder or make_embedder(
+            settings.embedder, settings.torch_threads, settings.embed_batch_size
+        )
+        holder = IndexHolder(settings.index_dir, settings.index_check_seconds)
+        holder.refresh()
+        if holder.index is None:
+            state.load_error = f"no index under {settings.index_dir}: run `supportbot index`"
+        elif holder.index.manifest.model != model.name:
+            state.load_error = (
+                f"the index was built with {holder.index.manifest.model} but the embedder is "
+                f"{model.name}: run `supportbot index` again"
+            )
+            holder.index = None
+        state.pipeline = Pipeline.from_settings(settings, holder, model)
+        holder.start_watching()
+    except Exception as exc:
+        log.exception("could not load the model or the index")
+        state.load_error = f"{exc.__class__.__name__}: {exc}"
+    finally:
+        state.loaded.set()
+
+
+def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> FastAPI:
+    """Build the app. ``embedder`` overrides the one the settings name (tests pass a fake)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        init_db(engine)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.pipeline = None
+        app.state.load_error = None
+        app.state.loaded = threading.Event()
+        threading.Thread(target=_load, args=(app, settings, embedder), daemon=True).start()
+        yield
+        if app.state.pipeline is not None:
+            app.state.pipeline.holder.stop()
+        engine.dispose()
+
+    app = FastAPI(
+        title="supportbot",
+        version="0.1.0",
+        description="Answers customer questions from your help center, with citations, "
+        "and hands over to a person when it is not sure.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(chat.router)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
+
+    return app

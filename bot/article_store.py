@@ -1,0 +1,123 @@
+"""The article store: import articles as revisions, and read what the indexer needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from bot.models import Article, ArticleRevision, Category, Tag, utcnow
+from indexer.articles import LoadError, SourceArticle
+from indexer.chunking import IndexDoc
+
+
+@dataclass
+class ImportReport:
+    """What an import did, article by article."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.created)} created, {len(self.updated)} updated, "
+            f"{len(self.unchanged)} unchanged, {len(self.errors)} error(s)"
+        )
+
+
+def _category(session: Session, slug: str | None) -> Category | None:
+    if not slug:
+        return None
+    found = session.scalar(select(Category).where(Category.slug == slug))
+    if found is None:
+        found = Category(slug=slug, name=slug.replace("-", " ").capitalize())
+        session.add(found)
+        session.flush()
+    return found
+
+
+def _tags(session: Session, names: list[str]) -> list[Tag]:
+    tags = []
+    for name in names:
+        tag = session.scalar(select(Tag).where(Tag.name == name))
+        if tag is None:
+            tag = Tag(name=name)
+            session.add(tag)
+            session.flush()
+        tags.append(tag)
+    return tags
+
+
+def upsert_article(session: Session, src: SourceArticle) -> str:
+    """Create the article or add a revision when its content changed; returns what happened."""
+    digest = src.content_hash()
+    article = session.get(Article, src.id)
+    if article is not None and article.content_hash == digest:
+        return "unchanged"
+    created = article is None
+    if created:
+        article = Article(id=src.id, revision=0)
+        session.add(article)
+    article.title = src.title
+    article.body = src.body
+    article.status = src.status
+    article.url = src.url
+    article.category = _category(session, src.category)
+    article.tags = _tags(session, src.tags)
+    article.content_hash = digest
+    article.source = src.source
+    article.updated_label = src.updated
+    article.updated_at = utcnow()
+    article.revision += 1
+    session.add(
+        ArticleRevision(
+            article=article,
+            number=article.revision,
+            title=src.title,
+            body=src.body,
+            status=src.status,
+            category=src.category,
+            tags=list(src.tags),
+            url=src.url,
+            content_hash=digest,
+            source=src.source,
+        )
+    )
+    session.flush()
+    return "created" if created else "updated"
+
+
+def import_articles(
+    session: Session, articles: list[SourceArticle], errors: list[LoadError] | None = None
+) -> ImportReport:
+    """Store each article in its own savepoint so that one failure leaves the others intact."""
+    report = ImportReport(errors=list(errors or []))
+    for src in articles:
+        try:
+            with session.begin_nested():
+                outcome = upsert_article(session, src)
+        except SQLAlchemyError as exc:
+            report.errors.append(LoadError(src.source, f"could not store: {exc.__class__.__name__}"))
+            continue
+        getattr(report, outcome).append(src.id)
+    return report
+
+
+def published_docs(session: Session, public_url: str = "") -> list[IndexDoc]:
+    """The published articles, as the indexer consumes them."""
+    rows = session.scalars(select(Article).where(Article.status == "published").order_by(Article.id))
+    return [
+        IndexDoc(
+            article_id=a.id,
+            revision=a.revision,
+            title=a.title,
+            body=a.body,
+            url=a.url or f"{public_url.rstrip('/')}/help/articles/{a.id}",
+            category=a.category.slug if a.category else None,
+        )
+        for a in rows
+    ]

@@ -1,0 +1,156 @@
+"""The ``supportbot`` command: import articles, build the index, serve, ask a question."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot.settings import Settings
+
+app = typer.Typer(help="supportbot: cited answers from your help center.", no_args_is_help=True)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _embedder(settings: Settings, threads: int | None = None):
+    from indexer.embedder import EmbedderUnavailable, make_embedder
+
+    threads = threads or settings.torch_threads
+    try:
+        return make_embedder(settings.embedder, threads, settings.embed_batch_size)
+    except EmbedderUnavailable as exc:
+        _fail(str(exc))
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="A folder or a file: .md, .html, .yaml/.csv FAQ, .jsonl")],
+) -> None:
+    """Import articles into the store; changed articles get a new revision."""
+    from bot.article_store import import_articles
+    from bot.db import init_db, make_engine, make_sessionmaker, session_scope
+    from indexer.articles import load_path
+
+    settings = Settings()
+    if not path.exists():
+        _fail(f"{path}: no such file or folder")
+    articles, errors = load_path(path)
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    with session_scope(make_sessionmaker(engine)) as session:
+        report = import_articles(session, articles, errors)
+    for error in report.errors:
+        typer.secho(f"skipped {error}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"imported {path}: {report.summary()}")
+    if report.errors and not articles:
+        raise typer.Exit(1)
+
+
+@app.command()
+def index(
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Build the search index from the published articles (only changed passages are embedded)."""
+    from bot.article_store import published_docs
+    from bot.db import init_db, make_engine, make_sessionmaker, session_scope
+    from indexer.build import build_index
+
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    with session_scope(make_sessionmaker(engine)) as session:
+        docs = published_docs(session, settings.public_url)
+    if not docs:
+        _fail("no published articles: run `supportbot import kb_articles` first")
+    result = build_index(
+        docs,
+        settings.index_dir,
+        _embedder(settings, threads=os.cpu_count()),  # indexing may use every core
+        max_words=settings.passage_max_words,
+        bm25_k1=settings.bm25_k1,
+        bm25_b=settings.bm25_b,
+        progress=progress and sys.stderr.isatty(),
+    )
+    state = "built" if result.changed else "unchanged"
+    typer.echo(
+        f"index {state}: version {result.version}, {result.articles} articles, "
+        f"{result.passages} passages ({result.embedded} embedded, {result.reused} reused) "
+        f"in {result.seconds:.1f}s"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides SUPPORTBOT_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides SUPPORTBOT_PORT.")] = None,
+) -> None:
+    """Serve the chat API (and docs at /docs)."""
+    import uvicorn
+
+    from bot.app import create_app
+
+    settings = Settings()
+    uvicorn.run(
+        create_app(settings), host=host or settings.host, port=port or settings.port, workers=1
+    )
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The customer's question.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+) -> None:
+    """Ask the bot one question and print its decision, answer, citations and scores."""
+    from bot.pipeline import IndexHolder, Pipeline
+
+    settings = Settings()
+    question = question.strip()
+    if not question:
+        _fail("the question is empty")
+    holder = IndexHolder(settings.index_dir)
+    holder.refresh()
+    if holder.index is None:
+        _fail(f"no index under {settings.index_dir}: run `supportbot index` first")
+    decision = Pipeline.from_settings(settings, holder, _embedder(settings)).reply(question)
+    if as_json:
+        out = {
+            "action": decision.action,
+            "reason": decision.reason,
+            "confidence": decision.confidence,
+            "text": decision.text,
+            "citations": decision.citations(),
+            "scores": decision.scores,
+        }
+        typer.echo(json.dumps(out, indent=2))
+        return
+    conf = "-" if decision.confidence is None else f"{decision.confidence:.3f}"
+    typer.echo(f"decision:   {decision.action} ({decision.reason}), confidence {conf}")
+    typer.echo(f"answer:     {decision.text}")
+    for n, c in enumerate(decision.citations(), start=1):
+        typer.echo(f"citation {n}: {c['title']} [{c['article_id']}] {c['url']}")
+    candidates = decision.scores.get("candidates", [])
+    if candidates:
+        typer.echo("scores:")
+        for c in candidates:
+            typer.echo(
+                f"  {c['article_id']:<40} fused {c['fused']:.4f}  dense {c['dense']:.3f}  "
+                f"bm25 {c['bm25']:.2f}"
+            )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

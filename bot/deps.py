@@ -1,0 +1,60 @@
+"""FastAPI dependencies: database session, the pipeline, the caller's conversation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from bot.conversations import ConversationNotFound, NotAllowed, get_conversation
+from bot.models import Conversation
+from bot.pipeline import Pipeline
+from bot.settings import Settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    session = request.app.state.sessionmaker()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_pipeline(request: Request) -> Pipeline:
+    pipeline: Pipeline | None = getattr(request.app.state, "pipeline", None)
+    if pipeline is None or not pipeline.ready:
+        raise HTTPException(503, "the bot is starting: the model or the index is not loaded yet")
+    return pipeline
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+
+
+def current_conversation(
+    conversation_id: str,
+    session: SessionDep,
+    x_conversation_token: Annotated[str | None, Header()] = None,
+) -> Conversation:
+    if not x_conversation_token:
+        raise HTTPException(401, "missing X-Conversation-Token header")
+    try:
+        return get_conversation(session, conversation_id, x_conversation_token)
+    except ConversationNotFound:
+        raise HTTPException(404, "conversation not found") from None
+    except NotAllowed:
+        raise HTTPException(403, "this token does not belong to the conversation") from None
+
+
+ConversationDep = Annotated[Conversation, Depends(current_conversation)]

@@ -1,0 +1,125 @@
+"""The answer gate: answer, clarify (offer 2-3 articles), escalate, or a short small-talk reply.
+
+Small and explainable on purpose: a decision is a comparison of the top article's confidence with
+two thresholds, plus three rules (the customer asks for a person; small talk; too many unhelpful
+turns in a row). Every decision carries the scores and the reason that produced it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from bot.retrieval import ArticleHit
+
+_HUMAN = re.compile(
+    r"\b(talk|speak|chat|connect|transfer|put)\w*\b.{0,25}\b(human|person|agent|representative|rep|"
+    r"someone|somebody|operator|staff|people|support team|customer (service|support))\b"
+    r"|\b(human|real person|live (agent|person|chat)|agent|representative|operator)\s*(please|pls|plz|now)\b"
+    r"|^\W*(human|agent|representative|operator|real person|live agent|a person)\W*$"
+    r"|\b(want|need|get|give)\b.{0,15}\b(a |an )?(human|real person|live agent|representative|operator)\b",
+    re.IGNORECASE,
+)
+_GREETING = re.compile(
+    r"^\W*(hi|hello|hey|hiya|howdy|yo|good (morning|afternoon|evening)|greetings)"
+    r"( there| all| team| bot)?\W*$",
+    re.IGNORECASE,
+)
+_THANKS = re.compile(
+    r"^\W*((thanks|thank you|thx|ty|cheers|great|perfect|awesome|ok|okay|got it|cool)"
+    r"( so much| a lot| very much| again)?[\s,.!]*)+\W*$",
+    re.IGNORECASE,
+)
+_BYE = re.compile(r"^\W*(bye|goodbye|see you|that'?s all|that is all|have a nice day)\W*$", re.I)
+
+REPLIES = {
+    "greeting": "Hello! Ask me anything about our products, orders, shipping or your account, "
+    "and I'll find the answer in our help center.",
+    "thanks": "You're welcome! Is there anything else I can help you with?",
+    "bye": "Thanks for chatting with us. Have a great day!",
+    "clarify": "I found a few articles that may help. Which one is closest to your question?",
+    "human_request": "Sure, I'm passing this conversation to our support team. "
+    "A person will reply here as soon as possible.",
+    "low_confidence": "I'm not sure I have the right answer for that, so I'm passing your "
+    "question to our support team. A person will reply here as soon as possible.",
+    "unhelpful_turns": "Sorry I couldn't help so far. I'm passing this conversation to our "
+    "support team, and a person will reply here as soon as possible.",
+    "no_index": "I can't look anything up right now, so I'm passing your question to our "
+    "support team. A person will reply here as soon as possible.",
+}
+
+
+@dataclass
+class GateSettings:
+    answer_threshold: float = 0.5
+    clarify_threshold: float = 0.35
+    clarify_options: int = 3
+    max_unhelpful_turns: int = 2
+
+
+@dataclass
+class Decision:
+    """What the bot does with one message, and why."""
+
+    action: str  # answer | clarify | escalate | smalltalk
+    reason: str
+    text: str
+    confidence: float | None = None
+    hits: list[ArticleHit] = field(default_factory=list)  # the cited articles
+    scores: dict = field(default_factory=dict)
+
+    def citations(self, snippet_chars: int = 240) -> list[dict]:
+        out = []
+        for h in self.hits:
+            text = " ".join(h.passage["text"].split())
+            snippet = text if len(text) <= snippet_chars else text[: snippet_chars - 1] + "…"
+            out.append(
+                {"article_id": h.article_id, "title": h.title, "url": h.url, "snippet": snippet}
+            )
+        return out
+
+
+def asks_for_human(text: str) -> bool:
+    return bool(_HUMAN.search(text))
+
+
+def smalltalk_kind(text: str) -> str | None:
+    """'greeting', 'thanks' or 'bye' when the whole message is only that, else None."""
+    if _GREETING.match(text):
+        return "greeting"
+    if _THANKS.match(text):
+        return "thanks"
+    if _BYE.match(text):
+        return "bye"
+    return None
+
+
+def pre_retrieval(text: str, unhelpful_streak: int, gate: GateSettings) -> Decision | None:
+    """Decisions that need no retrieval: a request for a person, small talk, too many misses."""
+    if asks_for_human(text):
+        return Decision("escalate", "human_request", REPLIES["human_request"])
+    kind = smalltalk_kind(text)
+    if kind:
+        return Decision("smalltalk", kind, REPLIES[kind])
+    if unhelpful_streak >= gate.max_unhelpful_turns:
+        return Decision("escalate", "unhelpful_turns", REPLIES["unhelpful_turns"])
+    return None
+
+
+def decide(hits: list[ArticleHit], gate: GateSettings) -> Decision:
+    """Answer, clarify or escalate from the ranked articles' confidence."""
+    scores = {
+        "answer_threshold": gate.answer_threshold,
+        "clarify_threshold": gate.clarify_threshold,
+        "candidates": [h.scores() for h in hits[:5]],
+    }
+    if not hits:
+        return Decision("escalate", "no_match", REPLIES["low_confidence"], 0.0, [], scores)
+    top = hits[0]
+    confidence = round(top.dense, 4)
+    if confidence >= gate.answer_threshold:
+        return Decision("answer", "confident", top.passage["text"], confidence, [top], scores)
+    if confidence >= gate.clarify_threshold and len(hits) >= 2:
+        options = hits[: max(2, gate.clarify_options)]
+        return Decision("clarify", "middle_band", REPLIES["clarify"], confidence, options, scores)
+    return Decision("escalate", "low_confidence", REPLIES["low_confidence"], confidence, [], scores)

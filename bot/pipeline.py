@@ -1,0 +1,116 @@
+"""The bot's brain in one place: small-talk and handoff rules, retrieval, the gate.
+
+The chat API, the CLI's ``ask`` and the eval harness all call :meth:`Pipeline.reply`, so there is
+one implementation of retrieval and of the gate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from bot.gate import REPLIES, Decision, GateSettings, decide, pre_retrieval
+from bot.retrieval import Retriever, RetrievalOptions
+from bot.settings import Settings
+from indexer.embedder import Embedder
+from indexer.store import SearchIndex, current_version, load_current
+
+log = logging.getLogger(__name__)
+
+
+class IndexHolder:
+    """Holds the live index and moves to a newer version when CURRENT changes.
+
+    A background thread polls CURRENT; requests keep using the index they picked up, so a switch
+    never fails a request in flight.
+    """
+
+    def __init__(self, root: Path, check_seconds: float = 2.0) -> None:
+        self.root = root
+        self.check_seconds = check_seconds
+        self.index: SearchIndex | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        """Load the current version if it differs from the one held; True when it switched."""
+        version = current_version(self.root)
+        if version is None or (self.index and self.index.manifest.version == version):
+            return False
+        self.index = load_current(self.root)
+        log.info("index version %s loaded (%d passages)", version, len(self.index.passages))
+        return True
+
+    def start_watching(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self.check_seconds):
+                try:
+                    self.refresh()
+                except Exception:  # a half-removed or corrupt version: keep serving the old one
+                    log.exception("could not load the new index version; keeping the old one")
+
+        self._thread = threading.Thread(target=loop, name="index-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def retrieval_options(settings: Settings) -> RetrievalOptions:
+    return RetrievalOptions(
+        mode=settings.retrieval_mode,
+        candidates=settings.candidates,
+        rrf_k=settings.rrf_k,
+        dense_weight=settings.dense_weight,
+        bm25_weight=settings.bm25_weight,
+    )
+
+
+def gate_settings(settings: Settings) -> GateSettings:
+    return GateSettings(
+        answer_threshold=settings.answer_threshold,
+        clarify_threshold=settings.clarify_threshold,
+        clarify_options=settings.clarify_options,
+        max_unhelpful_turns=settings.max_unhelpful_turns,
+    )
+
+
+class Pipeline:
+    """Turns one customer message into a :class:`Decision`."""
+
+    def __init__(
+        self,
+        holder: IndexHolder,
+        embedder: Embedder,
+        options: RetrievalOptions,
+        gate: GateSettings,
+    ) -> None:
+        self.holder = holder
+        self.embedder = embedder
+        self.options = options
+        self.gate = gate
+
+    @classmethod
+    def from_settings(cls, settings: Settings, holder: IndexHolder, embedder: Embedder) -> Pipeline:
+        return cls(holder, embedder, retrieval_options(settings), gate_settings(settings))
+
+    @property
+    def ready(self) -> bool:
+        return self.holder.index is not None
+
+    def reply(self, text: str, unhelpful_streak: int = 0) -> Decision:
+        started = time.perf_counter()
+        decision = pre_retrieval(text, unhelpful_streak, self.gate)
+        if decision is None:
+            index = self.holder.index
+            if index is None:
+                decision = Decision("escalate", "no_index", REPLIES["no_index"], 0.0)
+            else:
+                hits = Retriever(index, self.embedder, self.options).search(text).hits
+                decision = decide(hits, self.gate)
+                decision.scores["index_version"] = index.manifest.version
+        decision.scores["reason"] = decision.reason
+        decision.scores["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return decision

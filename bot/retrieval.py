@@ -1,0 +1,135 @@
+"""Hybrid retrieval: dense (MiniLM + FAISS) and lexical (BM25) rankings fused per article."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from indexer.embedder import Embedder
+from indexer.store import SearchIndex, tokenize
+
+
+@dataclass
+class ArticleHit:
+    """One article in the ranking, with the passage that represents it and its scores."""
+
+    article_id: str
+    title: str
+    url: str
+    passage: dict
+    score: float  # fused ranking score
+    dense: float  # best cosine similarity of the query to one of the article's passages
+    lexical: float  # best BM25 score of one of the article's passages
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+
+    def scores(self) -> dict:
+        return {
+            "article_id": self.article_id,
+            "fused": round(self.score, 6),
+            "dense": round(self.dense, 4),
+            "bm25": round(self.lexical, 4),
+            "dense_rank": self.dense_rank,
+            "bm25_rank": self.lexical_rank,
+        }
+
+
+@dataclass
+class RetrievalOptions:
+    """How to rank: which retrievers, how many candidates, and the fusion weights."""
+
+    mode: str = "hybrid"  # hybrid | dense | bm25
+    candidates: int = 50
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+
+
+@dataclass
+class Retrieval:
+    """The ranked articles for one query."""
+
+    query: str
+    hits: list[ArticleHit] = field(default_factory=list)
+
+
+def _best_per_article(passages: list[dict], ids: np.ndarray, scores: np.ndarray) -> dict:
+    """article_id -> (best score, passage index), over the given passage ids."""
+    best: dict[str, tuple[float, int]] = {}
+    for i, s in zip(ids.tolist(), scores.tolist(), strict=True):
+        aid = passages[i]["article_id"]
+        if aid not in best or s > best[aid][0]:
+            best[aid] = (s, i)
+    return best
+
+
+def _ranks(best: dict[str, tuple[float, int]], positive_only: bool = False) -> dict[str, int]:
+    items = [(aid, s) for aid, (s, _) in best.items() if s > 0 or not positive_only]
+    items.sort(key=lambda x: -x[1])
+    return {aid: r for r, (aid, _) in enumerate(items, start=1)}
+
+
+class Retriever:
+    """Ranks articles for a query over one loaded :class:`SearchIndex`."""
+
+    def __init__(self, index: SearchIndex, embedder: Embedder, options: RetrievalOptions) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.options = options
+
+    def search(self, query: str, limit: int = 10) -> Retrieval:
+        index, opt = self.index, self.options
+        n = len(index.passages)
+        if n == 0:
+            return Retrieval(query)
+        k = min(opt.candidates, n)
+        qvec = self.embedder.embed([query])[0]
+
+        dense_scores, dense_ids = index.dense.search(qvec[None, :], k)
+        dense_ids = dense_ids[0][dense_ids[0] >= 0]
+        lex_all = np.zeros(n, dtype=np.float32)
+        tokens = tokenize([query])[0]
+        if tokens and index.bm25 is not None:
+            lex_all = np.asarray(index.bm25.get_scores(tokens), dtype=np.float32)
+        lex_ids = np.argpartition(-lex_all, k - 1)[:k] if k < n else np.arange(n)
+
+        cand = np.union1d(dense_ids, lex_ids)
+        cos = index.vectors[cand] @ qvec
+        dense_best = _best_per_article(index.passages, cand, cos)
+        lex_best = _best_per_article(index.passages, cand, lex_all[cand])
+        dense_rank = _ranks(dense_best)
+        lex_rank = _ranks(lex_best, positive_only=True)
+
+        use_dense = opt.mode in ("hybrid", "dense")
+        use_lex = opt.mode in ("hybrid", "bm25")
+        # passage-level blend picks the passage quoted for each article
+        lex_norm = lex_all[cand] / (float(lex_all.max()) or 1.0)
+        blend = {"hybrid": cos + lex_norm, "dense": cos, "bm25": lex_norm + 1e-3 * cos}[opt.mode]
+        passage_best = _best_per_article(index.passages, cand, blend)
+
+        hits = []
+        for aid, (_, pidx) in passage_best.items():
+            score = 0.0
+            if use_dense and aid in dense_rank:
+                score += opt.dense_weight / (opt.rrf_k + dense_rank[aid])
+            if use_lex and aid in lex_rank:
+                score += opt.bm25_weight / (opt.rrf_k + lex_rank[aid])
+            if score == 0.0:
+                continue
+            p = index.passages[pidx]
+            hits.append(
+                ArticleHit(
+                    article_id=aid,
+                    title=p["title"],
+                    url=p["url"],
+                    passage=p,
+                    score=score,
+                    dense=float(dense_best[aid][0]),
+                    lexical=float(lex_best[aid][0]),
+                    dense_rank=dense_rank.get(aid),
+                    lexical_rank=lex_rank.get(aid),
+                )
+            )
+        hits.sort(key=lambda h: (-h.score, -h.dense))
+        return Retrieval(query, hits[:limit])

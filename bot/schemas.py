@@ -1,0 +1,78 @@
+"""Request and response models of the chat API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\n\t")
+
+
+class MessageCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(description="What the customer typed (1-2,000 characters).")
+
+    @field_validator("text")
+    @classmethod
+    def _clean(cls, value: str) -> str:
+        value = value.translate(_CONTROL).strip()
+        if not value:
+            raise ValueError("text must not be empty")
+        return value
+
+
+class Citation(BaseModel):
+    article_id: str
+    title: str
+    url: str
+    snippet: str
+
+
+class ConversationCreated(BaseModel):
+    id: str
+    token: str = Field(description="Secret to send as the X-Conversation-Token header from now on.")
+    status: str
+
+
+class BotReply(BaseModel):
+    """The bot's reply to a customer message (action 'none' while a person owns the chat)."""
+
+    message_id: int | None = Field(description="Id of the bot's message (for feedback).")
+    customer_message_id: int
+    text: str | None
+    action: Literal["answer", "clarify", "escalate", "smalltalk", "none"]
+    confidence: float | None
+    citations: list[Citation]
+    conversation_status: str
+
+
+class FeedbackCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rating: Literal["up", "down"]
+    comment: str | None = Field(None, max_length=2000)
+
+
+class FeedbackPublic(BaseModel):
+    message_id: int
+    rating: str
+    comment: str | None
+
+
+class MessagePublic(BaseModel):
+    id: int
+    role: str
+    text: str
+    action: str | None
+    confidence: float | None
+    citations: list[Citation]
+    feedback: str | None
+    created_at: datetime
+
+
+class Transcript(BaseModel):
+    id: str
+    status: str
+    created_at: datetime
+    messages: list[MessagePublic]

@@ -1,0 +1,109 @@
+"""Build a new index version from published articles, embedding only passages that changed."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from indexer.chunking import IndexDoc, split_article
+from indexer.embedder import Embedder
+from indexer.manifest import Manifest, fingerprint
+from indexer.store import SearchIndex, load_current
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildResult:
+    """What a build did: the version now live, and how much had to be embedded."""
+
+    version: str
+    path: Path | None
+    passages: int
+    articles: int
+    embedded: int
+    reused: int
+    changed: bool
+    seconds: float
+
+
+def build_index(
+    docs: list[IndexDoc],
+    root: Path,
+    embedder: Embedder,
+    max_words: int = 120,
+    bm25_k1: float = 0.9,
+    bm25_b: float = 0.4,
+    progress: bool = False,
+) -> BuildResult:
+    """Split, embed what is new, write a version and switch CURRENT to it.
+
+    Vectors of passages whose content hash is in the current version are reused. When nothing
+    changed at all, no new version is written.
+    """
+    started = datetime.now(UTC)
+    chunking = {"max_words": max_words, "bm25_k1": bm25_k1, "bm25_b": bm25_b}
+    passages = [p for doc in docs for p in split_article(doc, max_words, embedder.name)]
+    rows = [p.to_dict() for p in passages]
+    digest = fingerprint(rows, embedder.name, chunking)
+
+    previous = _load_previous(root)
+    if previous is not None and previous.manifest.fingerprint == digest:
+        return BuildResult(
+            previous.manifest.version, previous.path, len(rows), len(docs), 0, len(rows), False,
+            (datetime.now(UTC) - started).total_seconds(),
+        )
+
+    known: dict[str, np.ndarray] = {}
+    if previous is not None and previous.manifest.model == embedder.name:
+        known = {p["hash"]: previous.vectors[i] for i, p in enumerate(previous.passages)}
+    todo = sorted({p.hash for p in passages if p.hash not in known})
+    text_of = {p.hash: p.search_text for p in passages}
+    if todo:
+        log.info("embedding %d new passage(s), reusing %d", len(todo), len(passages) - len(todo))
+        batch = 256
+        bar = tqdm(total=len(todo), desc="embedding", unit="passage", disable=not progress)
+        for start in range(0, len(todo), batch):
+            chunk = todo[start : start + batch]
+            vectors = embedder.embed([text_of[h] for h in chunk])
+            known.update(zip(chunk, vectors, strict=True))
+            bar.update(len(chunk))
+        bar.close()
+    matrix = (
+        np.stack([known[p.hash] for p in passages]).astype(np.float32)
+        if passages
+        else np.zeros((0, embedder.dim), dtype=np.float32)
+    )
+    now = datetime.now(UTC)
+    manifest = Manifest(
+        version=f"{now:%Y%m%dT%H%M%S%f}-{digest[:8]}",
+        created_at=now.isoformat(),
+        model=embedder.name,
+        dim=embedder.dim,
+        passages=len(rows),
+        articles=len(docs),
+        passage_hashes=[p.hash for p in passages],
+        fingerprint=digest,
+        chunking=chunking,
+    )
+    index = SearchIndex.build(
+        manifest, rows, matrix, [p.search_text for p in passages], bm25_k1, bm25_b
+    )
+    path = index.save(root)
+    return BuildResult(
+        manifest.version, path, len(rows), len(docs), len(todo), len(rows) - len(todo), True,
+        (datetime.now(UTC) - started).total_seconds(),
+    )
+
+
+def _load_previous(root: Path) -> SearchIndex | None:
+    try:
+        return load_current(root)
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.warning("ignoring unreadable current index under %s: %s", root, exc)
+        return None

