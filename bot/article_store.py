@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import logging
+
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -11,6 +13,8 @@ from sqlalchemy.orm import Session
 from bot.models import Article, ArticleRevision, Category, Tag, utcnow
 from indexer.articles import LoadError, SourceArticle
 from indexer.chunking import IndexDoc
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,21 +62,23 @@ def upsert_article(session: Session, src: SourceArticle) -> str:
     article = session.get(Article, src.id)
     if article is not None and article.content_hash == digest:
         return "unchanged"
+    category = _category(session, src.category)
+    tags = _tags(session, src.tags)
     created = article is None
     if created:
         article = Article(id=src.id, revision=0)
-        session.add(article)
     article.title = src.title
     article.body = src.body
     article.status = src.status
     article.url = src.url
-    article.category = _category(session, src.category)
-    article.tags = _tags(session, src.tags)
+    article.category = category
+    article.tags = tags
     article.content_hash = digest
     article.source = src.source
     article.updated_label = src.updated
     article.updated_at = utcnow()
     article.revision += 1
+    session.add(article)
     session.add(
         ArticleRevision(
             article=article,
@@ -101,7 +107,8 @@ def import_articles(
             with session.begin_nested():
                 outcome = upsert_article(session, src)
         except SQLAlchemyError as exc:
-            report.errors.append(LoadError(src.source, f"could not store: {exc.__class__.__name__}"))
+            log.warning("could not store %s: %s", src.id, exc)
+            report.errors.append(LoadError(src.source or src.id, f"could not store: {exc.__class__.__name__}"))
             continue
         getattr(report, outcome).append(src.id)
     return report

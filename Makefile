@@ -1,0 +1,47 @@
+# supportbot: `make run` serves the bot, `make test` runs the whole suite; both set everything up.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTHON ?= python3
+
+.PHONY: run test setup data system-deps bench lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0   # the CPU build; an unpinned torch pulls CUDA
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+data: setup  ## import kb_articles/ into the database and build the index
+	$(BIN)/supportbot import kb_articles
+	$(BIN)/supportbot index
+
+run: data
+	$(BIN)/supportbot serve
+
+system-deps:  ## PostgreSQL server binaries for the storage tests (Debian package)
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+test: data system-deps
+	$(BIN)/ruff check bot indexer eval tests
+	$(BIN)/pytest
+
+bench: data
+	$(BIN)/python -m eval.bench
+
+lint: setup
+	$(BIN)/ruff check bot indexer eval tests
+	$(BIN)/ruff format --check bot indexer eval tests
+
+format: setup
+	$(BIN)/ruff format bot indexer eval tests
+
+clean:
+	rm -rf data .pytest_cache
