@@ -23,9 +23,6 @@ class Settings(BaseSettings):
     index_dir: Path = Field(
         Path("data/index"), description="Folder holding the versioned search indexes."
     )
-    kb_dir: Path = Field(
-        Path("kb_articles"), description="Folder imported by `make run` (Markdown + FAQ files)."
-    )
 
     # Server
     host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")

@@ -1,0 +1,87 @@
+"""The real model over the sample help center: paraphrased questions find the right article,
+off-topic questions and requests for a person go to a human."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.pipeline import IndexHolder, Pipeline
+from bot.settings import Settings
+
+QUESTIONS = yaml.safe_load((Path(__file__).parent / "data" / "kb_questions.yaml").read_text())
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def pipeline(sample_kb: Settings, minilm) -> Pipeline:
+    holder = IndexHolder(sample_kb.index_dir)
+    assert holder.refresh()
+    return Pipeline.from_settings(sample_kb, holder, minilm)
+
+
+def test_question_set_is_big_enough():
+    assert len(QUESTIONS["answerable"]) >= 30
+    assert len(QUESTIONS["offtopic"]) >= 15
+    assert len(QUESTIONS["human"]) >= 10
+
+
+def test_paraphrased_questions_find_the_right_article_first(pipeline: Pipeline):
+    misses = []
+    for item in QUESTIONS["answerable"]:
+        decision = pipeline.reply(item["question"])
+        top = decision.scores["candidates"][0]["article_id"] if decision.scores.get("candidates") else None
+        if top != item["article_id"]:
+            misses.append((item["question"], item["article_id"], top))
+    hit_rate = 1 - len(misses) / len(QUESTIONS["answerable"])
+    assert hit_rate >= 0.90, f"top-1 {hit_rate:.2%}; misses: {misses}"
+
+
+def test_most_answerable_questions_are_answered_or_clarified(pipeline: Pipeline):
+    actions = [pipeline.reply(item["question"]).action for item in QUESTIONS["answerable"]]
+    escalated = actions.count("escalate") / len(actions)
+    assert escalated <= 0.15, f"{escalated:.0%} of answerable questions escalated: {actions}"
+
+
+def test_answers_cite_the_article_they_quote(pipeline: Pipeline):
+    item = QUESTIONS["answerable"][0]
+    decision = pipeline.reply(item["question"])
+    if decision.action == "answer":
+        assert len(decision.hits) == 1
+        assert decision.text == decision.hits[0].passage["text"]
+        assert decision.citations()[0]["url"].endswith(decision.hits[0].article_id)
+
+
+@pytest.mark.parametrize("question", QUESTIONS["offtopic"])
+def test_off_topic_questions_escalate(pipeline: Pipeline, question: str):
+    decision = pipeline.reply(question)
+    assert decision.action == "escalate", (decision.action, decision.confidence, decision.scores)
+
+
+@pytest.mark.parametrize("question", QUESTIONS["human"])
+def test_asking_for_a_person_escalates(pipeline: Pipeline, question: str):
+    decision = pipeline.reply(question)
+    assert (decision.action, decision.reason) == ("escalate", "human_request")
+
+
+def test_chat_api_with_the_real_model(sample_kb: Settings, minilm):
+    from fastapi.testclient import TestClient
+
+    from bot.app import create_app
+    from conftest import wait_ready
+
+    item = QUESTIONS["answerable"][1]
+    with TestClient(create_app(sample_kb, embedder=minilm)) as client:
+        wait_ready(client)
+        conv = client.post("/api/v1/conversations").json()
+        headers = {"X-Conversation-Token": conv["token"]}
+        url = f"/api/v1/conversations/{conv['id']}/messages"
+        reply = client.post(url, json={"text": item["question"]}, headers=headers).json()
+        assert reply["action"] in ("answer", "clarify"), reply
+        assert item["article_id"] in [c["article_id"] for c in reply["citations"]]
+        off = client.post(url, json={"text": QUESTIONS["offtopic"][0]}, headers=headers).json()
+        assert off["action"] == "escalate"
+        assert off["conversation_status"] == "queued"
