@@ -24,6 +24,9 @@ MARKDOWN_SUFFIXES = {".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 FAQ_SUFFIXES = {".yaml", ".yml", ".csv"}
 JSONL_SUFFIXES = {".jsonl"}
+# Longest values the store's columns hold (bot/models.py). Checked here so that SQLite, which ignores
+# lengths, and PostgreSQL accept the same articles, and a reject names the field.
+MAX_CHARS = {"title": 500, "question": 500, "tags": 100, "updated": 40, "url": 1000}
 
 
 @dataclass
@@ -78,7 +81,12 @@ def _text(value: object, name: str, required: bool = True) -> str | None:
         return value.isoformat()
     if not isinstance(value, (str, int, float)):
         raise InvalidArticle(f"field '{name}' must be text, got {type(value).__name__}")
-    return str(value).strip()
+    text = str(value).strip()
+    if "\x00" in text:  # PostgreSQL cannot store NUL in text
+        raise InvalidArticle(f"field '{name}' contains a NUL character")
+    if len(text) > MAX_CHARS.get(name, len(text)):
+        raise InvalidArticle(f"field '{name}' is longer than {MAX_CHARS[name]} characters")
+    return text
 
 
 def _tags(value: object) -> list[str]:
@@ -88,7 +96,7 @@ def _tags(value: object) -> list[str]:
         value = [t for t in re.split(r"[,;|]", value)]
     if not isinstance(value, list):
         raise InvalidArticle("field 'tags' must be a list or a comma-separated string")
-    return sorted({str(t).strip().lower() for t in value if str(t).strip()})
+    return sorted({_text(t, "tags").lower() for t in value if str(t).strip()})
 
 
 def make_article(data: dict, source: str, default_id: str | None = None) -> SourceArticle:
@@ -120,7 +128,7 @@ def make_article(data: dict, source: str, default_id: str | None = None) -> Sour
 def load_markdown(path: Path) -> SourceArticle:
     """A Markdown file with YAML front matter; the id defaults to the file name."""
     try:
-        post = frontmatter.loads(path.read_text(encoding="utf-8"))
+        post = frontmatter.loads(path.read_text(encoding="utf-8-sig"))  # -sig: drop a BOM
     except UnicodeDecodeError as exc:
         raise InvalidArticle("not UTF-8 text") from exc
     except yaml.YAMLError as exc:
@@ -178,16 +186,14 @@ def _faq_article(item: object, source: str) -> SourceArticle:
     question = _text(item.get("question"), "question")
     data = dict(item)
     data["title"] = question
-    data["body"] = item.get("answer")
-    if data["body"] is None:
-        raise InvalidArticle("field 'answer' is missing or empty")
+    data["body"] = _text(item.get("answer"), "answer")
     return make_article(data, source, default_id="faq-" + slugify(question))
 
 
 def load_faq(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
     """An FAQ file: YAML (a list of {question, answer, id?, category?, tags?}) or CSV with a header."""
     if path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8", newline="") as fh:
+        with path.open(encoding="utf-8-sig", newline="") as fh:  # spreadsheets write a BOM
             reader = csv.DictReader(fh)
             missing = {"question", "answer"} - set(reader.fieldnames or [])
             if missing:
@@ -195,7 +201,7 @@ def load_faq(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
             items = [(f"{path}:{n + 2}", row) for n, row in enumerate(reader)]
     else:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
         except yaml.YAMLError as exc:
             raise InvalidArticle(f"not valid YAML ({exc.__class__.__name__})") from exc
         if isinstance(data, dict):
@@ -215,7 +221,7 @@ def load_faq(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
 def load_jsonl(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
     """JSON Lines in the eval format: {id, title, body, url?, category?} per line."""
     articles, errors = [], []
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
                 continue

@@ -91,16 +91,26 @@ def sections(body: str) -> list[tuple[list[str], str]]:
     return [(p, _plain(t)) for p, t in out if _plain(t) or p]
 
 
+def _pieces(para: str, max_words: int) -> list[str]:
+    """A paragraph cut at sentence ends, then line breaks, then every max_words words."""
+    if len(para.split()) <= max_words:
+        return [para]
+    out: list[str] = []
+    for sentence in re.split(r"(?<=[.!?])\s+", para):
+        if len(sentence.split()) <= max_words:
+            out.append(sentence)
+            continue
+        for line in sentence.splitlines():  # a list, or a run-on sentence
+            words = line.split()
+            out.extend(" ".join(words[i : i + max_words]) for i in range(0, len(words), max_words))
+    return [piece for piece in out if piece.strip()]
+
+
 def _windows(text: str, max_words: int) -> list[str]:
     """Split text at paragraph (then sentence) boundaries into pieces of at most ~max_words."""
     pieces: list[str] = []
     for para in re.split(r"\n\s*\n", text):
-        words = para.split()
-        if len(words) <= max_words:
-            pieces.append(para)
-            continue
-        sentences = re.split(r"(?<=[.!?])\s+", para)
-        pieces.extend(sentences)
+        pieces.extend(_pieces(para, max_words))
     out: list[str] = []
     current: list[str] = []
     count = 0

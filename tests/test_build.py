@@ -1,0 +1,209 @@
+"""Incremental, versioned index builds (indexer/build.py and indexer/store.py) with the fake embedder."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.build import build_index
+from indexer.chunking import IndexDoc, split_article
+from indexer.embedder import FakeEmbedder
+from indexer.store import KEEP_VERSIONS, SearchIndex, current_version, load_current
+from tests.conftest import SMALL_KB
+
+
+def small_kb_docs() -> list[IndexDoc]:
+    return [
+        IndexDoc(a.id, 1, a.title, a.body, f"/help/articles/{a.id}", a.category)
+        for a in SMALL_KB
+        if a.status == "published"
+    ]
+
+
+def versions(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "versions").iterdir())
+
+
+def edit(docs: list[IndexDoc], article_id: str, old: str, new: str) -> list[IndexDoc]:
+    """The docs with one article's body edited (and its revision bumped)."""
+    out = []
+    for d in docs:
+        if d.article_id == article_id:
+            assert old in d.body
+            d = replace(d, body=d.body.replace(old, new), revision=d.revision + 1)
+        out.append(d)
+    return out
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "index"
+
+
+def test_first_build_embeds_every_passage(root: Path, fake_embedder: FakeEmbedder) -> None:
+    docs = small_kb_docs()
+    expected = [p for d in docs for p in split_article(d, 120, fake_embedder.name)]
+
+    result = build_index(docs, root, fake_embedder)
+
+    assert result.changed
+    assert result.articles == len(docs)
+    assert result.passages == len(expected)
+    assert result.embedded == len(expected) == fake_embedder.texts_embedded
+    assert result.reused == 0
+    assert current_version(root) == result.version
+    assert result.path == root / "versions" / result.version
+    assert versions(root) == [result.version]
+
+
+def test_rebuild_of_unchanged_docs_writes_nothing(root: Path, fake_embedder: FakeEmbedder) -> None:
+    first = build_index(small_kb_docs(), root, fake_embedder)
+    embedded_before = fake_embedder.texts_embedded
+
+    again = build_index(small_kb_docs(), root, fake_embedder)
+
+    assert not again.changed
+    assert again.embedded == 0
+    assert again.reused == first.passages
+    assert fake_embedder.texts_embedded == embedded_before
+    assert again.version == first.version
+    assert current_version(root) == first.version
+    assert versions(root) == [first.version]
+
+
+def test_changing_one_article_reembeds_only_its_changed_passage(
+    root: Path, fake_embedder: FakeEmbedder
+) -> None:
+    first = build_index(small_kb_docs(), root, fake_embedder)
+    before = fake_embedder.texts_embedded
+    docs = edit(small_kb_docs(), "shipping-costs", "for $15", "for $20")
+
+    second = build_index(docs, root, fake_embedder)
+
+    assert second.changed
+    assert second.version != first.version
+    assert fake_embedder.texts_embedded - before == 1 == second.embedded
+    assert second.reused == second.passages - 1
+    assert current_version(root) == second.version
+    loaded = load_current(root)
+    texts = [p["text"] for p in loaded.passages if p["article_id"] == "shipping-costs"]
+    assert any("$20" in t for t in texts)
+    assert not any("$15" in t for t in texts)
+    revisions = {p["article_id"]: p["revision"] for p in loaded.passages}
+    assert revisions["shipping-costs"] == 2
+    assert revisions["return-policy"] == 1
+
+
+def test_reused_vectors_are_the_previous_ones(root: Path, fake_embedder: FakeEmbedder) -> None:
+    build_index(small_kb_docs(), root, fake_embedder)
+    old = load_current(root)
+    old_vectors = {h: old.vectors[i] for i, h in enumerate(old.manifest.passage_hashes)}
+
+    build_index(edit(small_kb_docs(), "return-policy", "30 days", "45 days"), root, fake_embedder)
+
+    new = load_current(root)
+    kept = [h for h in new.manifest.passage_hashes if h in old_vectors]
+    assert len(kept) == len(new.passages) - 1
+    for i, h in enumerate(new.manifest.passage_hashes):
+        if h in old_vectors:
+            np.testing.assert_array_equal(new.vectors[i], old_vectors[h])
+
+
+def test_adding_and_removing_articles(root: Path, fake_embedder: FakeEmbedder) -> None:
+    docs = small_kb_docs()
+    build_index(docs, root, fake_embedder)
+    before = fake_embedder.texts_embedded
+
+    new_doc = IndexDoc("gift-cards", 1, "Gift cards", "Gift cards never expire.", "/g")
+    added = build_index([*docs, new_doc], root, fake_embedder)
+    assert added.embedded == 1 == fake_embedder.texts_embedded - before
+
+    removed = build_index(docs[1:], root, fake_embedder)
+    assert removed.changed and removed.embedded == 0
+    ids = {p["article_id"] for p in load_current(root).passages}
+    assert docs[0].article_id not in ids
+    assert "gift-cards" not in ids
+
+
+def test_another_model_reembeds_everything(root: Path, fake_embedder: FakeEmbedder) -> None:
+    first = build_index(small_kb_docs(), root, fake_embedder)
+    other = FakeEmbedder()
+    other.name = "fake-hash-v2"
+
+    result = build_index(small_kb_docs(), root, other)
+
+    assert result.changed
+    assert result.embedded == first.passages == other.texts_embedded
+    assert load_current(root).manifest.model == "fake-hash-v2"
+
+
+def test_old_versions_are_pruned(root: Path, fake_embedder: FakeEmbedder) -> None:
+    built = []
+    for n in range(KEEP_VERSIONS + 2):
+        docs = edit(small_kb_docs(), "return-policy", "30 days", f"{30 + n + 1} days")
+        built.append(build_index(docs, root, fake_embedder).version)
+
+    assert len(set(built)) == len(built)
+    assert versions(root) == sorted(built[-KEEP_VERSIONS:])
+    assert current_version(root) == built[-1]
+
+
+def test_saved_index_loads_back_identically(root: Path, fake_embedder: FakeEmbedder) -> None:
+    docs = small_kb_docs()
+    result = build_index(docs, root, fake_embedder)
+    passages = [p for d in docs for p in split_article(d, 120, fake_embedder.name)]
+
+    loaded = SearchIndex.load(result.path)
+
+    assert loaded.passages == [p.to_dict() for p in passages]
+    expected = FakeEmbedder().embed([p.search_text for p in passages])
+    np.testing.assert_array_equal(loaded.vectors, expected)
+    assert loaded.vectors.dtype == np.float32
+    m = loaded.manifest
+    assert (m.version, m.model, m.dim) == (result.version, fake_embedder.name, fake_embedder.dim)
+    assert (m.passages, m.articles) == (len(passages), len(docs))
+    assert m.passage_hashes == [p.hash for p in passages]
+    assert loaded.dense.ntotal == len(passages)
+    # every stored vector finds its own passage first
+    _, found = loaded.dense.search(loaded.vectors, 1)
+    assert found[:, 0].tolist() == list(range(len(passages)))
+    assert loaded.bm25 is not None
+    assert load_current(root).manifest.version == result.version
+
+
+def test_interrupted_save_keeps_the_old_version(
+    root: Path, fake_embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = build_index(small_kb_docs(), root, fake_embedder)
+    docs = edit(small_kb_docs(), "reset-password", "1 hour", "2 hours")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(np, "save", disk_full)
+        with pytest.raises(OSError, match="No space"):
+            build_index(docs, root, fake_embedder)
+
+    assert current_version(root) == first.version
+    assert versions(root) == [first.version]  # no half-written or temporary folder
+    assert load_current(root).manifest.version == first.version
+
+    retried = build_index(docs, root, fake_embedder)
+    assert retried.changed and current_version(root) == retried.version
+    assert versions(root) == sorted([first.version, retried.version])
+
+
+def test_unreadable_current_version_is_rebuilt(root: Path, fake_embedder: FakeEmbedder) -> None:
+    build_index(small_kb_docs(), root, fake_embedder)
+    (root / "CURRENT").write_text("does-not-exist")
+    before = fake_embedder.texts_embedded
+
+    result = build_index(small_kb_docs(), root, fake_embedder)
+
+    assert result.changed
+    assert fake_embedder.texts_embedded - before == result.passages
+    assert current_version(root) == result.version
