@@ -83,7 +83,7 @@ def index(
     state = "built" if result.changed else "unchanged"
     typer.echo(
         f"index {state}: version {result.version}, {result.articles} articles, "
-        f"{result.passages} passages ({result.embedded} embedded, {result.reused} reused) "
+        f"{result.passages} passages ({result.embedded} texts embedded, {result.reused} reused) "
         f"in {result.seconds:.1f}s"
     )
 

@@ -61,9 +61,10 @@ class IndexHolder:
 def retrieval_options(settings: Settings) -> RetrievalOptions:
     return RetrievalOptions(
         mode=settings.retrieval_mode,
+        fusion=settings.fusion,
         candidates=settings.candidates,
         rrf_k=settings.rrf_k,
-        dense_weight=settings.dense_weight,
+        title_weight=settings.title_weight,
         bm25_weight=settings.bm25_weight,
     )
 

@@ -21,6 +21,7 @@ class ArticleHit:
     score: float  # fused ranking score
     dense: float  # best cosine similarity of the query to one of the article's passages
     lexical: float  # best BM25 score of one of the article's passages
+    title_sim: float = 0.0  # cosine similarity of the query to the article's title
     dense_rank: int | None = None
     lexical_rank: int | None = None
 
@@ -30,6 +31,7 @@ class ArticleHit:
             "fused": round(self.score, 6),
             "dense": round(self.dense, 4),
             "bm25": round(self.lexical, 4),
+            "title": round(self.title_sim, 4),
             "dense_rank": self.dense_rank,
             "bm25_rank": self.lexical_rank,
         }
@@ -40,10 +42,11 @@ class RetrievalOptions:
     """How to rank: which retrievers, how many candidates, and the fusion weights."""
 
     mode: str = "hybrid"  # hybrid | dense | bm25
+    fusion: str = "weighted"  # weighted | rrf
     candidates: int = 50
     rrf_k: int = 60
-    dense_weight: float = 1.0
-    bm25_weight: float = 1.0
+    title_weight: float = 0.3
+    bm25_weight: float = 0.3
 
 
 @dataclass
@@ -108,15 +111,27 @@ class Retriever:
         blend = {"hybrid": cos + lex_norm, "dense": cos, "bm25": lex_norm + 1e-3 * cos}[opt.mode]
         passage_best = _best_per_article(index.passages, cand, blend)
 
+        title_cos: dict[str, float] = {}
+        if index.title_vectors is not None and len(index.title_vectors):
+            rows = [index.title_row[a] for a in passage_best if a in index.title_row]
+            sims = index.title_vectors[rows] @ qvec
+            title_cos = {index.titles[r]["article_id"]: float(c) for r, c in zip(rows, sims)}
+        lex_top = max((s for s, _ in lex_best.values()), default=0.0) or 1.0
+
         hits = []
         for aid, (_, pidx) in passage_best.items():
-            score = 0.0
-            if use_dense and aid in dense_rank:
-                score += opt.dense_weight / (opt.rrf_k + dense_rank[aid])
-            if use_lex and aid in lex_rank:
-                score += opt.bm25_weight / (opt.rrf_k + lex_rank[aid])
-            if score == 0.0:
-                continue
+            dense, lexical = float(dense_best[aid][0]), float(lex_best[aid][0])
+            title = title_cos.get(aid, 0.0)
+            if opt.fusion == "rrf":
+                score = 0.0
+                if use_dense and aid in dense_rank:
+                    score += 1.0 / (opt.rrf_k + dense_rank[aid])
+                if use_lex and aid in lex_rank:
+                    score += opt.bm25_weight / (opt.rrf_k + lex_rank[aid])
+            else:  # weighted: cosines plus BM25 scaled to this query's best BM25 score
+                score = (dense + opt.title_weight * title) if use_dense else 0.0
+                if use_lex:
+                    score += (opt.bm25_weight if use_dense else 1.0) * lexical / lex_top
             p = index.passages[pidx]
             hits.append(
                 ArticleHit(
@@ -125,8 +140,9 @@ class Retriever:
                     url=p["url"],
                     passage=p,
                     score=score,
-                    dense=float(dense_best[aid][0]),
-                    lexical=float(lex_best[aid][0]),
+                    dense=dense,
+                    lexical=lexical,
+                    title_sim=title,
                     dense_rank=dense_rank.get(aid),
                     lexical_rank=lex_rank.get(aid),
                 )

@@ -58,9 +58,19 @@ class Settings(BaseSettings):
         "hybrid", description="Which retrievers to use: hybrid (dense + BM25 fused), dense or bm25."
     )
     candidates: int = Field(50, description="Passages each retriever returns before fusion.")
-    rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant (higher = flatter).")
-    dense_weight: float = Field(1.0, description="Weight of the dense ranking in the fusion.")
-    bm25_weight: float = Field(1.0, description="Weight of the BM25 ranking in the fusion.")
+    fusion: Literal["weighted", "rrf"] = Field(
+        "weighted",
+        description="How dense and BM25 evidence are combined per article: 'weighted' (passage "
+        "cosine + title_weight x title cosine + bm25_weight x BM25 / the query's best BM25) or "
+        "'rrf' (reciprocal rank fusion).",
+    )
+    rrf_k: int = Field(60, description="Reciprocal-rank-fusion constant (fusion=rrf).")
+    title_weight: float = Field(
+        0.3, description="Weight of the question-to-article-title cosine (fusion=weighted)."
+    )
+    bm25_weight: float = Field(
+        0.3, description="Weight of BM25 relative to the dense evidence in the fusion."
+    )
     bm25_k1: float = Field(0.9, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.4, description="BM25 length normalisation.")
 

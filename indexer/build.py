@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from indexer.chunking import IndexDoc, split_article
+from indexer.chunking import IndexDoc, passage_hash, split_article
 from indexer.embedder import Embedder
 from indexer.manifest import Manifest, fingerprint
 from indexer.store import SearchIndex, load_current
@@ -55,15 +55,21 @@ def build_index(
     previous = _load_previous(root)
     if previous is not None and previous.manifest.fingerprint == digest:
         return BuildResult(
-            previous.manifest.version, previous.path, len(rows), len(docs), 0, len(rows), False,
+            previous.manifest.version, previous.path, len(rows), len(docs), 0, len(rows) + len(docs), False,
             (datetime.now(UTC) - started).total_seconds(),
         )
 
+    titles = [
+        {"article_id": d.article_id, "title": d.title, "hash": passage_hash(d.title, embedder.name)}
+        for d in docs
+    ]
     known: dict[str, np.ndarray] = {}
     if previous is not None and previous.manifest.model == embedder.name:
         known = {p["hash"]: previous.vectors[i] for i, p in enumerate(previous.passages)}
-    todo = sorted({p.hash for p in passages if p.hash not in known})
-    text_of = {p.hash: p.search_text for p in passages}
+        if previous.title_vectors is not None:
+            known.update((t["hash"], previous.title_vectors[i]) for i, t in enumerate(previous.titles))
+    text_of = {p.hash: p.search_text for p in passages} | {t["hash"]: t["title"] for t in titles}
+    todo = sorted(h for h in text_of if h not in known)
     if todo:
         log.info("embedding %d new passage(s), reusing %d", len(todo), len(passages) - len(todo))
         batch = 256
@@ -79,6 +85,11 @@ def build_index(
         if passages
         else np.zeros((0, embedder.dim), dtype=np.float32)
     )
+    title_matrix = (
+        np.stack([known[t["hash"]] for t in titles]).astype(np.float32)
+        if titles
+        else np.zeros((0, embedder.dim), dtype=np.float32)
+    )
     now = datetime.now(UTC)
     manifest = Manifest(
         version=f"{now:%Y%m%dT%H%M%S%f}-{digest[:8]}",
@@ -92,11 +103,12 @@ def build_index(
         chunking=chunking,
     )
     index = SearchIndex.build(
-        manifest, rows, matrix, [p.search_text for p in passages], bm25_k1, bm25_b
+        manifest, rows, matrix, [p.search_text for p in passages], bm25_k1, bm25_b,
+        titles, title_matrix,
     )
     path = index.save(root)
     return BuildResult(
-        manifest.version, path, len(rows), len(docs), len(todo), len(rows) - len(todo), True,
+        manifest.version, path, len(rows), len(docs), len(todo), len(text_of) - len(todo), True,
         (datetime.now(UTC) - started).total_seconds(),
     )
 

@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bm25s
@@ -47,6 +47,11 @@ class SearchIndex:
     dense: faiss.Index
     bm25: bm25s.BM25 | None
     path: Path | None = None
+    titles: list[dict] = field(default_factory=list)  # one per article: {article_id, title, hash}
+    title_vectors: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.title_row = {t["article_id"]: i for i, t in enumerate(self.titles)}
 
     @classmethod
     def build(
@@ -57,6 +62,8 @@ class SearchIndex:
         search_texts: list[str],
         k1: float = 0.9,
         b: float = 0.4,
+        titles: list[dict] | None = None,
+        title_vectors: np.ndarray | None = None,
     ) -> SearchIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         dense = faiss.IndexFlatIP(manifest.dim)
@@ -66,7 +73,7 @@ class SearchIndex:
         if passages:
             bm25 = bm25s.BM25(k1=k1, b=b)
             bm25.index(tokenize(search_texts), show_progress=False)
-        return cls(manifest, passages, vectors, dense, bm25)
+        return cls(manifest, passages, vectors, dense, bm25, None, titles or [], title_vectors)
 
     def save(self, root: Path) -> Path:
         """Write this index as a new version under ``root`` and make it current; returns its path."""
@@ -77,6 +84,9 @@ class SearchIndex:
             faiss.write_index(self.dense, str(tmp / "dense.faiss"))
             np.save(tmp / "vectors.npy", self.vectors)
             (tmp / "passages.json").write_text(json.dumps(self.passages))
+            (tmp / "titles.json").write_text(json.dumps(self.titles))
+            if self.title_vectors is not None:
+                np.save(tmp / "title_vectors.npy", self.title_vectors)
             if self.bm25 is not None:
                 self.bm25.save(str(tmp / "bm25"))
             self.manifest.write(tmp / "manifest.json")
@@ -101,7 +111,11 @@ class SearchIndex:
         bm25 = bm25s.BM25.load(str(path / "bm25")) if (path / "bm25").exists() else None
         if len(passages) != dense.ntotal or len(passages) != len(vectors):
             raise ValueError(f"index at {path} is inconsistent: passage and vector counts differ")
-        return cls(manifest, passages, vectors, dense, bm25, path)
+        titles, title_vectors = [], None
+        if (path / "title_vectors.npy").exists():
+            titles = json.loads((path / "titles.json").read_text())
+            title_vectors = np.load(path / "title_vectors.npy")
+        return cls(manifest, passages, vectors, dense, bm25, path, titles, title_vectors)
 
 
 def current_version(root: Path) -> str | None:

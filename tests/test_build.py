@@ -52,7 +52,8 @@ def test_first_build_embeds_every_passage(root: Path, fake_embedder: FakeEmbedde
     assert result.changed
     assert result.articles == len(docs)
     assert result.passages == len(expected)
-    assert result.embedded == len(expected) == fake_embedder.texts_embedded
+    # every passage, plus each article's title (embedded once for title matching)
+    assert result.embedded == len(expected) + len(docs) == fake_embedder.texts_embedded
     assert result.reused == 0
     assert current_version(root) == result.version
     assert result.path == root / "versions" / result.version
@@ -67,7 +68,7 @@ def test_rebuild_of_unchanged_docs_writes_nothing(root: Path, fake_embedder: Fak
 
     assert not again.changed
     assert again.embedded == 0
-    assert again.reused == first.passages
+    assert again.reused == first.passages + first.articles
     assert fake_embedder.texts_embedded == embedded_before
     assert again.version == first.version
     assert current_version(root) == first.version
@@ -86,7 +87,7 @@ def test_changing_one_article_reembeds_only_its_changed_passage(
     assert second.changed
     assert second.version != first.version
     assert fake_embedder.texts_embedded - before == 1 == second.embedded
-    assert second.reused == second.passages - 1
+    assert second.reused == second.passages + second.articles - 1
     assert current_version(root) == second.version
     loaded = load_current(root)
     texts = [p["text"] for p in loaded.passages if p["article_id"] == "shipping-costs"]
@@ -119,7 +120,7 @@ def test_adding_and_removing_articles(root: Path, fake_embedder: FakeEmbedder) -
 
     new_doc = IndexDoc("gift-cards", 1, "Gift cards", "Gift cards never expire.", "/g")
     added = build_index([*docs, new_doc], root, fake_embedder)
-    assert added.embedded == 1 == fake_embedder.texts_embedded - before
+    assert added.embedded == 2 == fake_embedder.texts_embedded - before  # passage + title
 
     removed = build_index(docs[1:], root, fake_embedder)
     assert removed.changed and removed.embedded == 0
@@ -136,7 +137,7 @@ def test_another_model_reembeds_everything(root: Path, fake_embedder: FakeEmbedd
     result = build_index(small_kb_docs(), root, other)
 
     assert result.changed
-    assert result.embedded == first.passages == other.texts_embedded
+    assert result.embedded == first.passages + first.articles == other.texts_embedded
     assert load_current(root).manifest.model == "fake-hash-v2"
 
 
@@ -205,5 +206,5 @@ def test_unreadable_current_version_is_rebuilt(root: Path, fake_embedder: FakeEm
     result = build_index(small_kb_docs(), root, fake_embedder)
 
     assert result.changed
-    assert fake_embedder.texts_embedded - before == result.passages
+    assert fake_embedder.texts_embedded - before == result.passages + result.articles
     assert current_version(root) == result.version

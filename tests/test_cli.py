@@ -153,10 +153,10 @@ def test_index_twice_says_unchanged_and_rebuilds_after_an_edit(kb: Path) -> None
     second = invoke("index")
     assert second.exit_code == 0
     assert "index unchanged" in second.stdout
-    assert "0 embedded" in second.stdout
+    assert "0 texts embedded" in second.stdout
 
     (kb / "shipping.md").write_text(SHIPPING_MD.replace("$50", "$40"))
     assert "1 updated" in invoke("import", str(kb)).stdout
     third = invoke("index")
     assert "index built" in third.stdout
-    assert "(1 embedded, 2 reused)" in third.stdout
+    assert "(1 texts embedded, 4 reused)" in third.stdout  # 2 passages + 2 titles reused
