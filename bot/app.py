@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 
 from bot.db import init_db, make_engine, make_sessionmaker
 from bot.pipeline import IndexHolder, Pipeline
@@ -74,6 +77,13 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     )
     app.include_router(health.router)
     app.include_router(chat.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # ASCII-escaped, so an echoed input that is not valid Unicode (a lone surrogate from
+        # JSON) cannot turn the 422 into a 500 while the response is encoded
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+        return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

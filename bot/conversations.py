@@ -28,8 +28,19 @@ TRANSITIONS: dict[str, set[str]] = {
     "agent": {"bot", "closed", "queued"},
     "closed": {"bot"},
 }
+_BACK_TO_BOT = "You're chatting with our assistant again."
+_CLOSED = "This conversation was closed. Write again at any time to reopen it."
+# What the customer sees when the owner changes (a caller's ``note`` replaces it). Going from
+# bot to queued needs none: the bot's own reply that hands over says so.
 STATUS_MESSAGES = {
     ("closed", "bot"): "This conversation was reopened.",
+    ("queued", "agent"): "A member of our support team has joined the conversation.",
+    ("agent", "queued"): "You're back in the queue: the next available person will reply here.",
+    ("queued", "bot"): _BACK_TO_BOT,
+    ("agent", "bot"): _BACK_TO_BOT,
+    ("bot", "closed"): _CLOSED,
+    ("queued", "closed"): _CLOSED,
+    ("agent", "closed"): _CLOSED,
 }
 
 

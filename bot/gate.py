@@ -12,12 +12,40 @@ from dataclasses import dataclass, field
 
 from bot.retrieval import ArticleHit
 
+# Who the customer may ask for, with the words that may stand before it ("a real person").
+_DET = r"(a |an |the |your |some |any |one of your )?(real |live |actual |human )?"
+_PERSON = (
+    r"(human(?!\s+resources)s?( being)?|person|people|someone|somebody|anyone|anybody|agent|"
+    r"representative|rep|operator|staff|employee|manager|supervisor|"
+    r"support (team|staff|agent)|customer (service|support|care))\b"
+)
 _HUMAN = re.compile(
-    r"\b(talk|speak|chat|connect|transfer|put)\w*\b.{0,25}\b(human|person|agent|representative|rep|"
-    r"someone|somebody|operator|staff|people|support team|customer (service|support))\b"
-    r"|\b(human|real person|live (agent|person|chat)|agent|representative|operator)\s*(please|pls|plz|now)\b"
-    r"|^\W*(human|agent|representative|operator|real person|live agent|a person)\W*$"
-    r"|\b(want|need|get|give)\b.{0,15}\b(a |an )?(human|real person|live agent|representative|operator)\b",
+    # "can I talk to a human", "I need to speak with someone", "chat with your support team"
+    rf"\b(talk|speak|chat)\w*\b.{{0,25}}?\b(to|with)\s+{_DET}{_PERSON}"
+    # "connect me to an agent", "put me through to someone"; not "transfer my gift card to ..."
+    r"|\b(connect|transfer|put|pass|forward|escalate|hand)\w*\s+"
+    r"((me|us|this|it|my (chat|conversation|case|question|issue|request))\s+)?"
+    rf"(through\s+|over\s+)?(to|with)\s+{_DET}{_PERSON}"
+    # "agent please", "real person now"
+    r"|\b(human|real person|actual person|live (agent|person|chat)|agent|representative|rep|"
+    r"operator|customer (service|support))s?( being)?\s*(please|pls|plz|now|asap)\b"
+    # the whole message: "human", "a person please", "Live agent!"
+    r"|^\W*(a |an )?(real |live |actual )?(human|person|agent|representative|rep|operator|"
+    r"customer (service|support)|support)s?( being)?(\s*(please|pls|plz|now|asap))?\W*$"
+    # "I need a human", "can I get an agent"; not "a human resources contact"
+    r"|\b(want|need|get|give)\b(\s+me)?\s+(a |an |some )?"
+    r"((real|live|actual) (human|person|agent)|human(?!\s+resources)|agent|rep|representative|"
+    r"operator)s?\b"
+    # "is there someone I can talk to", "are there any humans here"
+    r"|\b(is|are) there\s+(a |an |any |some )?(real |live |actual )?(humans?|person|people|agents?|"
+    r"someone|somebody|anyone|anybody|representatives?)\b.{0,25}?\b(talk|speak|chat|help|here|"
+    r"online|available)"
+    # "get me a person", "can a staff member help me", "I don't want a bot"
+    r"|\b(get|give|find)\s+me\s+(a |an )?(real |live |actual )?(human|person|agent|someone|somebody)\b"
+    r"|\b(can|could|may)\s+(a |an |one of your )?(real |live |actual )?(human|person|staff( member)?|"
+    r"agent|representative|employee|team member)\s+(help|call|contact|assist|talk|speak|look)"
+    r"|\b(don'?t|do not)\s+want\s+(to (talk|speak|chat) (to|with) )?(a |the |this |your )?"
+    r"(chat)?(bot|robot|machine)\b",
     re.IGNORECASE,
 )
 _GREETING = re.compile(
@@ -30,7 +58,9 @@ _THANKS = re.compile(
     r"( so much| a lot| very much| again)?[\s,.!]*)+\W*$",
     re.IGNORECASE,
 )
-_BYE = re.compile(r"^\W*(bye|goodbye|see you|that'?s all|that is all|have a nice day)\W*$", re.I)
+_BYE = re.compile(
+    r"^\W*(bye|goodbye|see you|that'?s all|that is all|have a nice day)\W*$", re.IGNORECASE
+)
 
 REPLIES = {
     "greeting": "Hello! Ask me anything about our products, orders, shipping or your account, "
@@ -116,7 +146,7 @@ def decide(hits: list[ArticleHit], gate: GateSettings) -> Decision:
     if not hits:
         return Decision("escalate", "no_match", REPLIES["low_confidence"], 0.0, [], scores)
     top = hits[0]
-    confidence = round(top.dense, 4)
+    confidence = round(top.confidence, 4)
     if confidence >= gate.answer_threshold:
         return Decision("answer", "confident", top.passage["text"], confidence, [top], scores)
     if confidence >= gate.clarify_threshold and len(hits) >= 2:

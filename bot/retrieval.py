@@ -22,6 +22,7 @@ class ArticleHit:
     dense: float  # best cosine similarity of the query to one of the article's passages
     lexical: float  # best BM25 score of one of the article's passages
     title_sim: float = 0.0  # cosine similarity of the query to the article's title
+    confidence: float = 0.0  # calibrated evidence in [0, 1] that the gate compares to thresholds
     dense_rank: int | None = None
     lexical_rank: int | None = None
 
@@ -29,6 +30,7 @@ class ArticleHit:
         return {
             "article_id": self.article_id,
             "fused": round(self.score, 6),
+            "confidence": round(self.confidence, 4),
             "dense": round(self.dense, 4),
             "bm25": round(self.lexical, 4),
             "title": round(self.title_sim, 4),
@@ -122,6 +124,11 @@ class Retriever:
         for aid, (_, pidx) in passage_best.items():
             dense, lexical = float(dense_best[aid][0]), float(lex_best[aid][0])
             title = title_cos.get(aid, 0.0)
+            # confidence uses all the evidence whatever the ranking mode, so the gate's
+            # thresholds mean the same thing in every mode
+            confidence = (
+                dense + opt.title_weight * title + opt.bm25_weight * lexical / lex_top
+            ) / (1.0 + opt.title_weight + opt.bm25_weight)
             if opt.fusion == "rrf":
                 score = 0.0
                 if use_dense and aid in dense_rank:
@@ -143,6 +150,7 @@ class Retriever:
                     dense=dense,
                     lexical=lexical,
                     title_sim=title,
+                    confidence=max(0.0, min(1.0, confidence)),
                     dense_rank=dense_rank.get(aid),
                     lexical_rank=lex_rank.get(aid),
                 )

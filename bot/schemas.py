@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 _CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\n\t")
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Times are stored in UTC, but SQLite hands them back without a zone: say it's UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def _clean_text(value: str) -> str:
+    """Drop control characters (NUL breaks PostgreSQL) and refuse text that is not valid Unicode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. JSON "\ud83d" alone
+        raise ValueError("text is not valid Unicode") from None
+    return value.translate(_CONTROL).strip()
 
 
 class MessageCreate(BaseModel):
@@ -17,7 +34,7 @@ class MessageCreate(BaseModel):
     @field_validator("text")
     @classmethod
     def _clean(cls, value: str) -> str:
-        value = value.translate(_CONTROL).strip()
+        value = _clean_text(value)
         if not value:
             raise ValueError("text must not be empty")
         return value
@@ -53,6 +70,11 @@ class FeedbackCreate(BaseModel):
     rating: Literal["up", "down"]
     comment: str | None = Field(None, max_length=2000)
 
+    @field_validator("comment")
+    @classmethod
+    def _clean(cls, value: str | None) -> str | None:
+        return (_clean_text(value) or None) if value is not None else None
+
 
 class FeedbackPublic(BaseModel):
     message_id: int
@@ -68,11 +90,11 @@ class MessagePublic(BaseModel):
     confidence: float | None
     citations: list[Citation]
     feedback: str | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class Transcript(BaseModel):
     id: str
     status: str
-    created_at: datetime
+    created_at: UtcDatetime
     messages: list[MessagePublic]

@@ -76,10 +76,10 @@ class Settings(BaseSettings):
 
     # Gate
     answer_threshold: float = Field(
-        0.50, description="Confidence at or above which the bot answers with the best passage."
+        0.58, description="Confidence at or above which the bot answers with the best passage."
     )
     clarify_threshold: float = Field(
-        0.35,
+        0.48,
         description="Confidence at or above which (and below answer_threshold) the bot offers "
         "2-3 likely articles; below it the bot hands over to a person.",
     )
