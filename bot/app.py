@@ -29,16 +29,8 @@ def _load(app: FastAPI, settings: Settings, embedder: Embedder | None) -> None:
         model = embedder or make_embedder(
             settings.embedder, settings.torch_threads, settings.embed_batch_size
         )
-        holder = IndexHolder(settings.index_dir, settings.index_check_seconds)
+        holder = IndexHolder(settings.index_dir, settings.index_check_seconds, model.name)
         holder.refresh()
-        if holder.index is None:
-            state.load_error = f"no index under {settings.index_dir}: run `supportbot index`"
-        elif holder.index.manifest.model != model.name:
-            state.load_error = (
-                f"the index was built with {holder.index.manifest.model} but the embedder is "
-                f"{model.name}: run `supportbot index` again"
-            )
-            holder.index = None
         state.pipeline = Pipeline.from_settings(settings, holder, model)
         holder.start_watching()
     except Exception as exc:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import logging
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -108,7 +107,9 @@ def import_articles(
                 outcome = upsert_article(session, src)
         except SQLAlchemyError as exc:
             log.warning("could not store %s: %s", src.id, exc)
-            report.errors.append(LoadError(src.source or src.id, f"could not store: {exc.__class__.__name__}"))
+            report.errors.append(
+                LoadError(src.source or src.id, f"could not store: {exc.__class__.__name__}")
+            )
             continue
         getattr(report, outcome).append(src.id)
     return report
@@ -116,7 +117,9 @@ def import_articles(
 
 def published_docs(session: Session, public_url: str = "") -> list[IndexDoc]:
     """The published articles, as the indexer consumes them."""
-    rows = session.scalars(select(Article).where(Article.status == "published").order_by(Article.id))
+    rows = session.scalars(
+        select(Article).where(Article.status == "published").order_by(Article.id)
+    )
     return [
         IndexDoc(
             article_id=a.id,

@@ -33,7 +33,9 @@ def _embedder(settings: Settings, threads: int | None = None):
 
 @app.command("import")
 def import_cmd(
-    path: Annotated[Path, typer.Argument(help="A folder or a file: .md, .html, .yaml/.csv FAQ, .jsonl")],
+    path: Annotated[
+        Path, typer.Argument(help="A folder or a file: .md, .html, .yaml/.csv FAQ, .jsonl")
+    ],
 ) -> None:
     """Import articles into the store; changed articles get a new revision."""
     from bot.article_store import import_articles
@@ -116,11 +118,12 @@ def ask(
     question = question.strip()
     if not question:
         _fail("the question is empty")
-    holder = IndexHolder(settings.index_dir)
+    embedder = _embedder(settings)
+    holder = IndexHolder(settings.index_dir, model=embedder.name)
     holder.refresh()
     if holder.index is None:
-        _fail(f"no index under {settings.index_dir}: run `supportbot index` first")
-    decision = Pipeline.from_settings(settings, holder, _embedder(settings)).reply(question)
+        _fail(holder.error or f"no index under {settings.index_dir}: run `supportbot index` first")
+    decision = Pipeline.from_settings(settings, holder, embedder).reply(question)
     if as_json:
         out = {
             "action": decision.action,

@@ -79,7 +79,9 @@ def get_conversation(session: Session, conversation_id: str, token: str | None) 
     return conv
 
 
-def transition(session: Session, conv: Conversation, new_status: str, note: str | None = None) -> None:
+def transition(
+    session: Session, conv: Conversation, new_status: str, note: str | None = None
+) -> None:
     """Move ownership, refusing moves the state machine does not allow; leaves a system message."""
     if new_status not in TRANSITIONS.get(conv.status, set()):
         raise InvalidTransition(f"cannot go from {conv.status} to {new_status}")

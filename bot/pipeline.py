@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from bot.gate import REPLIES, Decision, GateSettings, decide, pre_retrieval
-from bot.retrieval import Retriever, RetrievalOptions
+from bot.retrieval import RetrievalOptions, Retriever
 from bot.settings import Settings
 from indexer.embedder import Embedder
 from indexer.store import SearchIndex, current_version, load_current
@@ -27,20 +27,35 @@ class IndexHolder:
     never fails a request in flight.
     """
 
-    def __init__(self, root: Path, check_seconds: float = 2.0) -> None:
+    def __init__(self, root: Path, check_seconds: float = 2.0, model: str | None = None) -> None:
         self.root = root
         self.check_seconds = check_seconds
+        self.model = model  # when set, versions built with another model are refused
         self.index: SearchIndex | None = None
+        self.error: str | None = None
+        self._refused: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def refresh(self) -> bool:
         """Load the current version if it differs from the one held; True when it switched."""
         version = current_version(self.root)
-        if version is None or (self.index and self.index.manifest.version == version):
+        if version is None:
+            self.error = self.error or f"no index under {self.root}: run `supportbot index`"
             return False
-        self.index = load_current(self.root)
-        log.info("index version %s loaded (%d passages)", version, len(self.index.passages))
+        if version == self._refused or (self.index and self.index.manifest.version == version):
+            return False
+        index = load_current(self.root)
+        if self.model and index.manifest.model != self.model:
+            self._refused = version
+            self.error = (
+                f"index version {version} was built with {index.manifest.model} but the embedder "
+                f"is {self.model}: run `supportbot index` again"
+            )
+            log.error(self.error)
+            return False
+        self.index, self.error = index, None
+        log.info("index version %s loaded (%d passages)", version, len(index.passages))
         return True
 
     def start_watching(self) -> None:

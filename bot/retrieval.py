@@ -91,7 +91,7 @@ class Retriever:
         k = min(opt.candidates, n)
         qvec = self.embedder.embed([query])[0]
 
-        dense_scores, dense_ids = index.dense.search(qvec[None, :], k)
+        _, dense_ids = index.dense.search(qvec[None, :], k)
         dense_ids = dense_ids[0][dense_ids[0] >= 0]
         lex_all = np.zeros(n, dtype=np.float32)
         tokens = tokenize([query])[0]

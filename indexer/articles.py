@@ -249,7 +249,9 @@ def load_path(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
             MARKDOWN_SUFFIXES | HTML_SUFFIXES | FAQ_SUFFIXES | JSONL_SUFFIXES
         ):
             if not path.is_dir():
-                errors.append(LoadError(str(file), f"unsupported file type '{suffix or file.name}'"))
+                errors.append(
+                    LoadError(str(file), f"unsupported file type '{suffix or file.name}'")
+                )
             continue
         try:
             if suffix in MARKDOWN_SUFFIXES:
@@ -274,7 +276,9 @@ def _drop_duplicates(
     for article in articles:
         if article.id in seen:
             errors.append(
-                LoadError(article.source, f"duplicate id '{article.id}' (first in {seen[article.id]})")
+                LoadError(
+                    article.source, f"duplicate id '{article.id}' (first in {seen[article.id]})"
+                )
             )
             continue
         seen[article.id] = article.source

@@ -55,7 +55,13 @@ def build_index(
     previous = _load_previous(root)
     if previous is not None and previous.manifest.fingerprint == digest:
         return BuildResult(
-            previous.manifest.version, previous.path, len(rows), len(docs), 0, len(rows) + len(docs), False,
+            previous.manifest.version,
+            previous.path,
+            len(rows),
+            len(docs),
+            0,
+            len(rows) + len(docs),
+            False,
             (datetime.now(UTC) - started).total_seconds(),
         )
 
@@ -67,7 +73,9 @@ def build_index(
     if previous is not None and previous.manifest.model == embedder.name:
         known = {p["hash"]: previous.vectors[i] for i, p in enumerate(previous.passages)}
         if previous.title_vectors is not None:
-            known.update((t["hash"], previous.title_vectors[i]) for i, t in enumerate(previous.titles))
+            known.update(
+                (t["hash"], previous.title_vectors[i]) for i, t in enumerate(previous.titles)
+            )
     text_of = {p.hash: p.search_text for p in passages} | {t["hash"]: t["title"] for t in titles}
     todo = sorted(h for h in text_of if h not in known)
     if todo:
@@ -103,12 +111,24 @@ def build_index(
         chunking=chunking,
     )
     index = SearchIndex.build(
-        manifest, rows, matrix, [p.search_text for p in passages], bm25_k1, bm25_b,
-        titles, title_matrix,
+        manifest,
+        rows,
+        matrix,
+        [p.search_text for p in passages],
+        bm25_k1,
+        bm25_b,
+        titles,
+        title_matrix,
     )
     path = index.save(root)
     return BuildResult(
-        manifest.version, path, len(rows), len(docs), len(todo), len(text_of) - len(todo), True,
+        manifest.version,
+        path,
+        len(rows),
+        len(docs),
+        len(todo),
+        len(text_of) - len(todo),
+        True,
         (datetime.now(UTC) - started).total_seconds(),
     )
 

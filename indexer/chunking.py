@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from markdown_it import MarkdownIt
 
@@ -73,7 +74,7 @@ def sections(body: str) -> list[tuple[list[str], str]]:
     tokens = _md.parse(body)
     heads = [
         (tok.map[0], tok.map[1], int(tok.tag[1]), inline.content.strip())
-        for tok, inline in zip(tokens, tokens[1:], strict=False)
+        for tok, inline in pairwise(tokens)
         if tok.type == "heading_open" and tok.map
     ]
     out: list[tuple[list[str], str]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from itertools import pairwise
 from typing import Protocol
 
 import numpy as np
@@ -93,7 +94,7 @@ class FakeEmbedder:
 
     def _vector(self, text: str) -> np.ndarray:
         words = re.findall(r"\w+", text.lower())
-        grams = words + [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+        grams = words + [f"{a}_{b}" for a, b in pairwise(words)]
         vec = np.zeros(self.dim, dtype=np.float32)
         for gram in grams:
             digest = hashlib.blake2b(gram.encode(), digest_size=8).digest()

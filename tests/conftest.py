@@ -125,8 +125,12 @@ def minilm():
 def sample_kb(tmp_path_factory, minilm) -> Settings:
     """Settings of a database and index holding the sample KB, built with the real model."""
     tmp = tmp_path_factory.mktemp("sample-kb")
-    settings = make_settings(tmp, embedder="minilm", answer_threshold=Settings().answer_threshold,
-                             clarify_threshold=Settings().clarify_threshold)
+    settings = make_settings(
+        tmp,
+        embedder="minilm",
+        answer_threshold=Settings().answer_threshold,
+        clarify_threshold=Settings().clarify_threshold,
+    )
     articles, errors = load_path(KB_DIR)
     assert not errors, errors
     seed(settings, articles, minilm)
@@ -164,19 +168,37 @@ def postgres_url():
         shutil.chown(sock, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True)  # noqa: E731
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True)
     run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
     run(
-        str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "start", "-o",
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(base / "log"),
+        "-w",
+        "start",
+        "-o",
         f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off",
     )
     try:
-        run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-            "supportbot")
+        run(
+            str(bindir / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "supportbot",
+        )
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/supportbot"
     finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True,
+            check=False,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -500,11 +500,6 @@ class OtherModel(FakeEmbedder):
     name = "another-model"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in bot/pipeline.py: the index watcher loads a version built with another model "
-    "after startup refused it, and every message then fails with a 500",
-)
 def test_an_index_built_with_another_model_is_never_served(tmp_path, fake_embedder):
     settings = make_settings(tmp_path, **THRESHOLDS)
     seed(settings, SMALL_KB, fake_embedder)

@@ -33,7 +33,11 @@ def test_paraphrased_questions_find_the_right_article_first(pipeline: Pipeline):
     misses = []
     for item in QUESTIONS["answerable"]:
         decision = pipeline.reply(item["question"])
-        top = decision.scores["candidates"][0]["article_id"] if decision.scores.get("candidates") else None
+        top = (
+            decision.scores["candidates"][0]["article_id"]
+            if decision.scores.get("candidates")
+            else None
+        )
         if top != item["article_id"]:
             misses.append((item["question"], item["article_id"], top))
     hit_rate = 1 - len(misses) / len(QUESTIONS["answerable"])
@@ -75,10 +79,10 @@ def test_asking_for_a_person_escalates(pipeline: Pipeline, question: str):
 
 
 def test_chat_api_with_the_real_model(sample_kb: Settings, minilm):
+    from conftest import wait_ready
     from fastapi.testclient import TestClient
 
     from bot.app import create_app
-    from conftest import wait_ready
 
     item = QUESTIONS["answerable"][1]
     with TestClient(create_app(sample_kb, embedder=minilm)) as client:

@@ -39,7 +39,8 @@ def send_message(
     the conversation) stays silent with action 'none'."""
     if len(body.text) > settings.max_message_chars:
         raise HTTPException(
-            422, f"text is too long: {len(body.text)} characters, at most {settings.max_message_chars}"
+            422,
+            f"text is too long: {len(body.text)} characters, at most {settings.max_message_chars}",
         )
     customer, reply, _ = post_customer_message(session, conv, body.text, pipeline)
     return BotReply(
@@ -93,5 +94,3 @@ def give_feedback(
         msg.feedback.comment = body.comment
     session.flush()
     return FeedbackPublic(message_id=msg.id, rating=body.rating, comment=body.comment)
-
-

@@ -15,7 +15,11 @@ def health(request: Request) -> JSONResponse:
     pipeline = getattr(state, "pipeline", None)
     index = pipeline.holder.index if pipeline else None
     if index is None:
-        detail = getattr(state, "load_error", None) or "loading the model and the index"
+        detail = (
+            (pipeline.holder.error if pipeline else None)
+            or getattr(state, "load_error", None)
+            or "loading the model and the index"
+        )
         return JSONResponse({"status": "starting", "detail": detail}, status_code=503)
     return JSONResponse(
         {
