@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 
-.PHONY: run test setup data system-deps bench lint format clean
+.PHONY: run test setup data system-deps bench eval eval-public lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,17 @@ test: data system-deps
 
 bench: data
 	$(BIN)/python -m eval.bench
+
+eval: setup  ## the project's own question set for kb_articles/
+	rm -rf data/eval-sample && mkdir -p data/eval-sample
+	$(BIN)/python -m eval.export_kb kb_articles data/eval-sample/articles.jsonl
+	cp eval/data/sample_kb/questions.jsonl data/eval-sample/
+	$(BIN)/supportbot eval data/eval-sample --out eval-results/sample_kb
+
+eval-public: setup  ## the public dev set, read in place from ../shared (never copied)
+	@if [ -d ../shared/datasets/emanual-dev ]; then \
+		$(BIN)/supportbot eval ../shared/datasets/emanual-dev --out eval-results/emanual-dev; \
+	else echo "skipped: ../shared/datasets/emanual-dev not found (it exists only in the workplace)"; fi
 
 lint: setup
 	$(BIN)/ruff check bot indexer eval tests

@@ -150,6 +150,70 @@ def ask(
             )
 
 
+@app.command("eval")
+def eval_cmd(
+    dataset_dir: Annotated[
+        Path, typer.Argument(help="Folder with articles.jsonl and questions.jsonl")
+    ],
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            help="Retrieval variant(s); the first is calibrated. "
+            "Default: all (hybrid, dense, bm25, hybrid-rrf, hybrid-no-titles).",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where report.json goes.")] = Path("eval-results"),
+    cache_dir: Annotated[Path, typer.Option(help="Index cache.")] = Path("data/eval-cache"),
+    min_precision: Annotated[float, typer.Option(help="Answered-precision floor.")] = 0.90,
+    min_escalation_recall: Annotated[float, typer.Option(help="Escalation-recall floor.")] = 0.95,
+    write_settings: Annotated[
+        Path | None, typer.Option(help="Write the chosen thresholds to this .env file.")
+    ] = None,
+) -> None:
+    """Measure retrieval, answers and gate decisions on a dataset; calibrate the thresholds."""
+    from eval.dataset import DatasetError
+    from eval.report import run_eval, table
+    from eval.report import write_settings as write_env
+    from eval.runner import VARIANTS
+
+    settings = Settings()
+    variants = variant or list(VARIANTS)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        _fail(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    try:
+        report = run_eval(
+            dataset_dir,
+            settings,
+            _embedder(settings, threads=os.cpu_count()),
+            variants,
+            out,
+            cache_dir,
+            min_precision,
+            min_escalation_recall,
+            progress=sys.stderr.isatty(),
+        )
+    except DatasetError as exc:
+        _fail(str(exc))
+    for problem in report["dataset"]["problems"]:
+        typer.secho(f"dataset: {problem}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(table(report))
+    chosen = report["calibration"]["chosen"]
+    if chosen is None:
+        typer.echo("calibration: no threshold pair meets the precision and escalation floors")
+    else:
+        typer.echo(
+            "calibration: answer >= {answer_threshold}, clarify >= {clarify_threshold}: deflection "
+            "{deflection:.3f}, answered precision {answered_precision:.3f}, escalation recall "
+            "{escalation_recall}".format(**chosen)
+        )
+        if write_settings:
+            write_env(chosen, write_settings)
+            typer.echo(f"thresholds written to {write_settings}")
+    typer.echo(f"report: {out / 'report.json'}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()

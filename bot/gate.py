@@ -97,6 +97,7 @@ class Decision:
     confidence: float | None = None
     hits: list[ArticleHit] = field(default_factory=list)  # the cited articles
     scores: dict = field(default_factory=dict)
+    ranking: list[ArticleHit] = field(default_factory=list)  # every article retrieved, best first
 
     def citations(self, snippet_chars: int = 240) -> list[dict]:
         out = []

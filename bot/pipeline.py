@@ -126,6 +126,7 @@ class Pipeline:
             else:
                 hits = Retriever(index, self.embedder, self.options).search(text).hits
                 decision = decide(hits, self.gate)
+                decision.ranking = hits
                 decision.scores["index_version"] = index.manifest.version
         decision.scores["reason"] = decision.reason
         decision.scores["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)

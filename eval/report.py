@@ -1,0 +1,143 @@
+"""`supportbot eval`: run the variants, score them, calibrate the gate, write the report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.pipeline import IndexHolder, gate_settings
+from bot.settings import Settings
+from eval.calibrate import choose, curve, sweep
+from eval.dataset import load_dataset
+from eval.runner import Record, prepare_index, run_variant, variant_settings
+from eval.scoring import summarize, summarize_by_subset
+from indexer.embedder import Embedder
+
+log = logging.getLogger(__name__)
+
+REPORT_VERSION = 1
+
+
+def worst_misses(records: list[Record], n: int = 20) -> list[dict]:
+    """Answerable questions whose gold article was ranked lowest (or not at all)."""
+
+    def gold_rank(r: Record) -> int:
+        for i, a in enumerate(r.ranked, start=1):
+            if a in r.question.gold_article_ids:
+                return i
+        return 10_000
+
+    misses = [r for r in records if r.question.answerable and gold_rank(r) > 1]
+    misses.sort(key=lambda r: (-gold_rank(r), -(r.decision.confidence or 0)))
+    out = []
+    for r in misses[:n]:
+        item = r.to_dict()
+        rank = gold_rank(r)
+        item["gold_rank"] = None if rank == 10_000 else rank
+        top = r.decision.ranking[0] if r.decision.ranking else None
+        item["retrieved_instead"] = (
+            {"article_id": top.article_id, "title": top.title, "passage": top.passage["text"]}
+            if top
+            else None
+        )
+        out.append(item)
+    return out
+
+
+def run_eval(
+    dataset_dir: Path,
+    settings: Settings,
+    embedder: Embedder,
+    variants: list[str],
+    out: Path,
+    cache_dir: Path,
+    min_precision: float = 0.90,
+    min_escalation_recall: float = 0.95,
+    bootstrap_rounds: int = 1000,
+    progress: bool = True,
+) -> dict:
+    dataset = load_dataset(dataset_dir)
+    for v in variants:
+        variant_settings(settings, v)  # unknown names fail before any work
+    index_dir, reused = prepare_index(dataset, settings, embedder, cache_dir)
+    holder = IndexHolder(index_dir, model=embedder.name)
+    holder.refresh()
+    report: dict = {
+        "report_version": REPORT_VERSION,
+        "created_at": datetime.now(UTC).isoformat(),
+        "dataset": {
+            "path": str(dataset_dir),
+            "articles": len(dataset.articles),
+            "questions": len(dataset.questions),
+            "problems": [str(e) for e in dataset.errors],
+        },
+        "index": {"version": holder.index.manifest.version, "reused_from_cache": reused},
+        "settings": {
+            "answer_threshold": settings.answer_threshold,
+            "clarify_threshold": settings.clarify_threshold,
+            "title_weight": settings.title_weight,
+            "bm25_weight": settings.bm25_weight,
+            "model": embedder.name,
+        },
+        "variants": {},
+    }
+    records_by_variant = {}
+    for name in variants:
+        records = run_variant(dataset, settings, holder, embedder, name, progress)
+        records_by_variant[name] = records
+        report["variants"][name] = {
+            "overall": summarize(records, bootstrap_rounds),
+            "subsets": summarize_by_subset(records, rounds=0),
+        }
+    main = variants[0]
+    main_records = records_by_variant[main]
+    points = sweep(main_records, gate_settings(settings))
+    chosen = choose(points, min_precision, min_escalation_recall)
+    report["calibration"] = {
+        "variant": main,
+        "min_answered_precision": min_precision,
+        "min_escalation_recall": min_escalation_recall,
+        "chosen": chosen,
+        "curve": curve(points),
+    }
+    report["worst_misses"] = worst_misses(main_records)
+    report["questions"] = [r.to_dict() for r in main_records]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def write_settings(chosen: dict, path: Path) -> None:
+    """Write the chosen thresholds as SUPPORTBOT_* lines (a .env file the bot reads)."""
+    lines = []
+    if path.exists():
+        keep = ("SUPPORTBOT_ANSWER_THRESHOLD=", "SUPPORTBOT_CLARIFY_THRESHOLD=")
+        lines = [line for line in path.read_text().splitlines() if not line.startswith(keep)]
+    lines += [
+        f"SUPPORTBOT_ANSWER_THRESHOLD={chosen['answer_threshold']}",
+        f"SUPPORTBOT_CLARIFY_THRESHOLD={chosen['clarify_threshold']}",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def table(report: dict) -> str:
+    """The variants side by side, as text."""
+    cols = [
+        "hit@1",
+        "hit@5",
+        "mrr@10",
+        "deflection",
+        "assisted",
+        "answered_precision",
+        "escalation_recall",
+        "false_escalation",
+    ]
+    head = f"{'variant':<18}" + "".join(f"{c[:12]:>13}" for c in cols) + f"{'p50 ms':>9}"
+    rows = [head]
+    for name, v in report["variants"].items():
+        m = v["overall"]["metrics"]
+        cells = "".join(f"{'-' if m[c] is None else format(m[c], '.3f'):>13}" for c in cols)
+        rows.append(f"{name:<18}{cells}{v['overall']['latency_ms']['p50']:>9}")
+    return "\n".join(rows)

@@ -1,0 +1,134 @@
+"""Run a dataset through the bot's own pipeline, in-process, for one or more retrieval variants.
+
+The articles are imported into a throw-away SQLite database with the article store's importer and
+indexed with the same indexer as production. The built index is cached under a key made of the
+dataset's content and the settings that shape the index, so repeated runs skip the embedding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bot.article_store import import_articles, published_docs
+from bot.db import init_db, make_engine, make_sessionmaker, session_scope
+from bot.gate import Decision
+from bot.pipeline import IndexHolder, Pipeline
+from bot.settings import Settings
+from eval.dataset import Dataset, Question
+from indexer.build import build_index
+from indexer.embedder import Embedder
+
+log = logging.getLogger(__name__)
+
+VARIANTS: dict[str, dict] = {
+    "hybrid": {},
+    "dense": {"retrieval_mode": "dense"},
+    "bm25": {"retrieval_mode": "bm25"},
+    "hybrid-rrf": {"fusion": "rrf"},
+    "hybrid-no-titles": {"title_weight": 0.0},
+}
+
+
+@dataclass
+class Record:
+    """One question's outcome under one variant."""
+
+    question: Question
+    decision: Decision
+    latency_ms: float
+    ranked: list[str] = field(default_factory=list)
+
+    @property
+    def cited(self) -> list[str]:
+        return [h.article_id for h in self.decision.hits]
+
+    def to_dict(self) -> dict:
+        q, d = self.question, self.decision
+        return {
+            "id": q.id,
+            "subset": q.subset,
+            "question": q.question,
+            "gold_article_ids": q.gold_article_ids,
+            "action": d.action,
+            "reason": d.reason,
+            "confidence": d.confidence,
+            "ranked": self.ranked[:10],
+            "cited": self.cited,
+            "answer_text": d.text if d.action == "answer" else None,
+            "latency_ms": round(self.latency_ms, 3),
+        }
+
+
+def cache_key(dataset: Dataset, settings: Settings, model: str) -> str:
+    shaping = {
+        "model": model,
+        "passage_max_words": settings.passage_max_words,
+        "bm25_k1": settings.bm25_k1,
+        "bm25_b": settings.bm25_b,
+        "format": 1,
+    }
+    payload = dataset.fingerprint() + json.dumps(shaping, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def prepare_index(
+    dataset: Dataset, settings: Settings, embedder: Embedder, cache_dir: Path
+) -> tuple[Path, bool]:
+    """The index folder for this dataset and settings, built unless cached; (path, reused)."""
+    folder = cache_dir / cache_key(dataset, settings, embedder.name)
+    index_dir = folder / "index"
+    if (index_dir / "CURRENT").exists():
+        return index_dir, True
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    engine = make_engine(f"sqlite:///{folder / 'articles.db'}")
+    init_db(engine)
+    with session_scope(make_sessionmaker(engine)) as session:
+        import_articles(session, dataset.articles)
+    with session_scope(make_sessionmaker(engine)) as session:
+        docs = published_docs(session)
+    engine.dispose()
+    build_index(
+        docs,
+        index_dir,
+        embedder,
+        max_words=settings.passage_max_words,
+        bm25_k1=settings.bm25_k1,
+        bm25_b=settings.bm25_b,
+        progress=True,
+    )
+    return index_dir, False
+
+
+def variant_settings(settings: Settings, name: str) -> Settings:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    return settings.model_copy(update=VARIANTS[name])
+
+
+def run_variant(
+    dataset: Dataset,
+    settings: Settings,
+    holder: IndexHolder,
+    embedder: Embedder,
+    name: str = "hybrid",
+    progress: bool = True,
+) -> list[Record]:
+    """Every question through :meth:`Pipeline.reply` with the variant's settings."""
+    pipeline = Pipeline.from_settings(variant_settings(settings, name), holder, embedder)
+    records = []
+    for q in tqdm(dataset.questions, desc=name, unit="q", disable=not progress):
+        started = time.perf_counter()
+        decision = pipeline.reply(q.question)
+        elapsed = (time.perf_counter() - started) * 1000
+        ranked = [h.article_id for h in decision.ranking]
+        records.append(Record(q, decision, elapsed, ranked))
+    return records
