@@ -163,7 +163,9 @@ def eval_cmd(
             "Default: all (hybrid, dense, bm25, hybrid-rrf, hybrid-no-titles).",
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Where report.json goes.")] = Path("eval-results"),
+    out: Annotated[Path, typer.Option(help="Where report.json and report.html go.")] = Path(
+        "eval-results"
+    ),
     cache_dir: Annotated[Path, typer.Option(help="Index cache.")] = Path("data/eval-cache"),
     min_precision: Annotated[float, typer.Option(help="Answered-precision floor.")] = 0.90,
     min_escalation_recall: Annotated[float, typer.Option(help="Escalation-recall floor.")] = 0.95,
@@ -211,7 +213,7 @@ def eval_cmd(
         if write_settings:
             write_env(chosen, write_settings)
             typer.echo(f"thresholds written to {write_settings}")
-    typer.echo(f"report: {out / 'report.json'}")
+    typer.echo(f"report: {out / 'report.json'} and {out / 'report.html'}")
 
 
 def main() -> None:

@@ -106,6 +106,9 @@ def run_eval(
     report["questions"] = [r.to_dict() for r in main_records]
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1))
+    from eval.html import render  # matplotlib is imported only when a report is written
+
+    (out / "report.html").write_text(render(report))
     return report
 
 

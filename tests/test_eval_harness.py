@@ -90,6 +90,9 @@ def test_eval_end_to_end_writes_a_report_and_reuses_the_index(env):
     assert len(report["questions"]) == 4
     assert report["index"]["reused_from_cache"] is False
     assert "hybrid" in first.output and "calibration" in first.output
+    html = (out / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 2  # the curve and the histograms
+    assert "Worst misses" in html and "hybrid-no-titles" in html
 
     second = invoke(*args, "--variant", "bm25")
     assert second.exit_code == 0, second.output
@@ -108,6 +111,15 @@ def test_eval_rejects_a_bad_dataset_with_a_clear_message(env):
 
     missing = invoke("eval", str(env / "nowhere"))
     assert missing.exit_code == 1 and "articles.jsonl: not found" in missing.output
+
+
+def test_html_report_escapes_dataset_text(env):
+    questions = [*QUESTIONS[:3], {**QUESTIONS[3], "question": "<script>alert(1)</script> refund"}]
+    data = write_dataset(env / "xss", questions)
+    result = invoke("eval", str(data), "--out", str(env / "o"), "--cache-dir", str(env / "c"))
+    assert result.exit_code == 0, result.output
+    html = (env / "o" / "report.html").read_text()
+    assert "<script>alert(1)</script>" not in html
 
 
 def test_unknown_variant_is_refused(env):
