@@ -70,8 +70,13 @@ def create_conversation(session: Session) -> tuple[Conversation, str]:
 
 
 def get_conversation(session: Session, conversation_id: str, token: str | None) -> Conversation:
-    """The conversation, if ``token`` is its token (raises ConversationNotFound / NotAllowed)."""
-    conv = session.get(Conversation, conversation_id)
+    """The conversation, if ``token`` is its token (raises ConversationNotFound / NotAllowed).
+
+    The row is locked for the rest of the transaction (FOR UPDATE on PostgreSQL; SQLite's
+    BEGIN IMMEDIATE already serialises writers), so two messages sent at once cannot both act
+    on the same ownership state.
+    """
+    conv = session.get(Conversation, conversation_id, with_for_update=True)
     if conv is None:
         raise ConversationNotFound(conversation_id)
     if not token or not hmac.compare_digest(conv.token_hash, hash_token(token)):
@@ -121,7 +126,7 @@ def escalate(session: Session, conv: Conversation, reason: str) -> Handoff:
 
 
 def post_customer_message(
-    session: Session, conv: Conversation, text: str, pipeline: Pipeline
+    session: Session, conv: Conversation, text: str, pipeline: Pipeline | None
 ) -> tuple[Message, Message | None, Decision | None]:
     """Store the customer's message and, when the bot owns the conversation, the bot's reply."""
     if conv.status == "closed":
@@ -132,6 +137,8 @@ def post_customer_message(
     session.flush()
     if conv.status != "bot":
         return customer, None, None
+    if pipeline is None:
+        raise ValueError("the bot owns this conversation but no pipeline was given")
     decision = pipeline.reply(text, unhelpful_streak(session, conv))
     reply = Message(
         conversation=conv,

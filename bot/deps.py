@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Path, Request
 from sqlalchemy.orm import Session
 
 from bot.conversations import ConversationNotFound, NotAllowed, get_conversation
@@ -37,13 +37,15 @@ def get_pipeline(request: Request) -> Pipeline:
     return pipeline
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so a failed commit is an error
+# response, never a success reporting ids that were not stored
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 
 
 def current_conversation(
-    conversation_id: str,
+    conversation_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
     session: SessionDep,
     x_conversation_token: Annotated[str | None, Header()] = None,
 ) -> Conversation:

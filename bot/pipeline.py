@@ -45,7 +45,14 @@ class IndexHolder:
             return False
         if version == self._refused or (self.index and self.index.manifest.version == version):
             return False
-        index = load_current(self.root)
+        try:
+            index = load_current(self.root)
+        except Exception as exc:  # missing, half-copied or corrupt: keep what we have, retry later
+            message = f"could not load index version {version}: {exc.__class__.__name__}: {exc}"
+            if message != self.error:
+                log.error(message)
+            self.error = message
+            return False
         if self.model and index.manifest.model != self.model:
             self._refused = version
             self.error = (
@@ -61,10 +68,7 @@ class IndexHolder:
     def start_watching(self) -> None:
         def loop() -> None:
             while not self._stop.wait(self.check_seconds):
-                try:
-                    self.refresh()
-                except Exception:  # a half-removed or corrupt version: keep serving the old one
-                    log.exception("could not load the new index version; keeping the old one")
+                self.refresh()
 
         self._thread = threading.Thread(target=loop, name="index-watcher", daemon=True)
         self._thread.start()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Request
 
 from bot.conversations import create_conversation, post_customer_message
-from bot.deps import ConversationDep, PipelineDep, SessionDep, SettingsDep
+from bot.deps import ConversationDep, SessionDep, SettingsDep, get_pipeline
 from bot.models import Feedback, Message
 from bot.schemas import (
     BotReply,
@@ -33,7 +35,7 @@ def send_message(
     conv: ConversationDep,
     session: SessionDep,
     settings: SettingsDep,
-    pipeline: PipelineDep,
+    request: Request,
 ) -> BotReply:
     """Send the customer's message; the bot answers, clarifies, escalates or (if a person owns
     the conversation) stays silent with action 'none'."""
@@ -42,6 +44,9 @@ def send_message(
             422,
             f"text is too long: {len(body.text)} characters, at most {settings.max_message_chars}",
         )
+    # the model and index are needed only when the bot will reply: a customer can always write
+    # to the person who owns the conversation
+    pipeline = get_pipeline(request) if conv.status in ("bot", "closed") else None
     customer, reply, _ = post_customer_message(session, conv, body.text, pipeline)
     return BotReply(
         message_id=reply.id if reply else None,
@@ -79,7 +84,10 @@ def read_transcript(conv: ConversationDep) -> Transcript:
 
 @router.post("/{conversation_id}/messages/{message_id}/feedback", response_model=FeedbackPublic)
 def give_feedback(
-    message_id: int, body: FeedbackCreate, conv: ConversationDep, session: SessionDep
+    message_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    body: FeedbackCreate,
+    conv: ConversationDep,
+    session: SessionDep,
 ) -> FeedbackPublic:
     """Thumbs up or down on one of the bot's messages (a second call replaces the first)."""
     msg = session.get(Message, message_id)
