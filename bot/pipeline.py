@@ -47,7 +47,7 @@ class IndexHolder:
             return False
         try:
             index = load_current(self.root)
-        except Exception as exc:  # missing, half-copied or corrupt: keep what we have, retry later
+        except Exception as exc:  # noqa: BLE001 - missing, half-copied or corrupt: keep the old one
             message = f"could not load index version {version}: {exc.__class__.__name__}: {exc}"
             if message != self.error:
                 log.error(message)

@@ -84,9 +84,22 @@ def _text(value: object, name: str, required: bool = True) -> str | None:
     text = str(value).strip()
     if "\x00" in text:  # PostgreSQL cannot store NUL in text
         raise InvalidArticle(f"field '{name}' contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a lone surrogate from a "\ud800" JSON escape
+        raise InvalidArticle(
+            f"field '{name}' contains characters that are not valid text"
+        ) from None
     if len(text) > MAX_CHARS.get(name, len(text)):
         raise InvalidArticle(f"field '{name}' is longer than {MAX_CHARS[name]} characters")
     return text
+
+
+def _url(value: str | None) -> str | None:
+    """Only web links and site-relative paths: a citation link must never run script."""
+    if value and not re.match(r"^(https?://|/(?!/))", value, re.IGNORECASE):
+        raise InvalidArticle(f"field 'url' must start with http://, https:// or /, got {value!r}")
+    return value
 
 
 def _tags(value: object) -> list[str]:
@@ -120,7 +133,7 @@ def make_article(data: dict, source: str, default_id: str | None = None) -> Sour
         tags=_tags(data.get("tags")),
         status=status,
         updated=_text(data.get("updated"), "updated", required=False),
-        url=_text(data.get("url"), "url", required=False),
+        url=_url(_text(data.get("url"), "url", required=False)),
         source=source,
     )
 
@@ -133,6 +146,8 @@ def load_markdown(path: Path) -> SourceArticle:
         raise InvalidArticle("not UTF-8 text") from exc
     except yaml.YAMLError as exc:
         raise InvalidArticle(f"front matter is not valid YAML ({exc.__class__.__name__})") from exc
+    except ValueError as exc:  # YAML that parses but holds an impossible date, e.g. 2026-13-45
+        raise InvalidArticle(f"front matter has an invalid value ({exc})") from exc
     data = dict(post.metadata)
     data["body"] = post.content
     return make_article(data, str(path), default_id=slugify(path.stem, 128))
@@ -204,6 +219,8 @@ def load_faq(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
             data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
         except yaml.YAMLError as exc:
             raise InvalidArticle(f"not valid YAML ({exc.__class__.__name__})") from exc
+        except ValueError as exc:  # e.g. an impossible date such as 2026-02-30
+            raise InvalidArticle(f"invalid value ({exc})") from exc
         if isinstance(data, dict):
             data = data.get("items", data.get("faq"))
         if not isinstance(data, list):
@@ -230,6 +247,8 @@ def load_jsonl(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
                 articles.append(make_article(json.loads(line), where))
             except json.JSONDecodeError as exc:
                 errors.append(LoadError(where, f"not valid JSON ({exc.msg})"))
+            except RecursionError:
+                errors.append(LoadError(where, "JSON nested too deeply"))
             except InvalidArticle as exc:
                 errors.append(LoadError(where, str(exc)))
     return articles, errors
@@ -265,6 +284,8 @@ def load_path(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
                 errors.extend(bad)
         except (InvalidArticle, OSError, UnicodeDecodeError, csv.Error) as exc:
             errors.append(LoadError(str(file), str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one unreadable file never stops the others
+            errors.append(LoadError(str(file), f"could not read: {exc.__class__.__name__}: {exc}"))
     return _drop_duplicates(articles, errors)
 
 

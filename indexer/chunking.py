@@ -70,7 +70,10 @@ def _plain(markdown: str) -> str:
 
 def sections(body: str) -> list[tuple[list[str], str]]:
     """(heading path, section text) pairs, in order; text before the first heading has path []."""
-    lines = body.splitlines()
+    # one notion of "line" for the parser and the slicing: str.splitlines() would also split on
+    # U+2028, form feeds etc., which markdown-it does not count, shifting every heading after them
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
+    lines = body.split("\n")
     tokens = _md.parse(body)
     heads = [
         (tok.map[0], tok.map[1], int(tok.tag[1]), inline.content.strip())

@@ -402,3 +402,43 @@ def test_content_hash_changes_with_content_but_not_source() -> None:
     ):
         other = make_article({"id": "a", "title": "T", "body": "B", "tags": "x, y", **change}, "s")
         assert other.content_hash() != base.content_hash(), change
+
+
+# --- regressions from review -----------------------------------------------------------------
+
+
+def test_impossible_dates_and_invalid_text_skip_only_their_file(tmp_path):
+    from indexer.articles import load_path
+
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "good.md").write_text("---\ntitle: Good\n---\nBody text.\n")
+    (kb / "baddate.md").write_text("---\ntitle: Bad\nupdated: 2026-13-45\n---\nBody.\n")
+    (kb / "faq.yaml").write_text("- question: Q?\n  answer: A.\n  updated: 2026-02-30\n")
+    (kb / "items.jsonl").write_text(
+        '{"id": "s", "title": "T \\ud800", "body": "b"}\n{"id": "ok", "title": "T", "body": "b"}\n'
+        + '{"id": "deep", "title": '
+        + "[" * 100_000
+        + "]" * 100_000
+        + "}\n"
+    )
+    articles, errors = load_path(kb)
+    assert sorted(a.id for a in articles) == ["good", "ok"]
+    reasons = {e.source.rsplit("/", 1)[-1]: e.reason for e in errors}
+    assert "invalid value" in reasons["baddate.md"]
+    assert "invalid value" in reasons["faq.yaml"]
+    assert "not valid text" in reasons["items.jsonl:1"]
+    assert "items.jsonl:3" in reasons
+
+
+def test_article_urls_must_be_web_links_or_site_paths():
+    import pytest
+
+    from indexer.articles import InvalidArticle, make_article
+
+    base = {"id": "a", "title": "T", "body": "B"}
+    assert make_article({**base, "url": "https://help.example/a"}, "x").url.startswith("https")
+    assert make_article({**base, "url": "/help/a"}, "x").url == "/help/a"
+    for bad in ("javascript:alert(1)", "//evil.example/a", "data:text/html,hi"):
+        with pytest.raises(InvalidArticle, match="field 'url'"):
+            make_article({**base, "url": bad}, "x")

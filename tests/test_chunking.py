@@ -174,3 +174,16 @@ def test_passage_hash_function() -> None:
     assert passage_hash("text", "m1") == passage_hash("text", "m1")
     assert passage_hash("text", "m1") != passage_hash("text", "m2")
     assert passage_hash("text", "m1") != passage_hash("text2", "m1")
+
+
+def test_unicode_line_separators_do_not_shift_headings():
+    from indexer.chunking import sections
+
+    body = (
+        "Line a\u2028line b\u2028line c\n## Shipping\nStandard takes 3 days.\n"
+        "Express takes 1 day.\n## Returns\n30 days.\r\n"
+    )
+    got = {tuple(p): t for p, t in sections(body)}
+    assert "line b" in got[()] and "line c" in got[()]
+    assert got[("Shipping",)] == "Standard takes 3 days.\nExpress takes 1 day."
+    assert got[("Returns",)] == "30 days."
