@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from bot.db import session_scope
 from bot.models import Article, ArticleRevision, Category, Tag, utcnow
 from indexer.articles import LoadError, SourceArticle
 from indexer.chunking import IndexDoc
@@ -112,6 +113,25 @@ def import_articles(
             )
             continue
         getattr(report, outcome).append(src.id)
+    return report
+
+
+def import_in_batches(
+    factory: sessionmaker[Session],
+    articles: list[SourceArticle],
+    errors: list[LoadError] | None = None,
+    batch: int = 200,
+) -> ImportReport:
+    """Import with a commit every ``batch`` articles, so a large import never holds the database's
+    write lock for long (chats keep flowing); re-running an interrupted import is harmless."""
+    report = ImportReport(errors=list(errors or []))
+    for start in range(0, len(articles), batch):
+        with session_scope(factory) as session:
+            part = import_articles(session, articles[start : start + batch])
+        report.created += part.created
+        report.updated += part.updated
+        report.unchanged += part.unchanged
+        report.errors += part.errors
     return report
 
 

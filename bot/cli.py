@@ -38,8 +38,8 @@ def import_cmd(
     ],
 ) -> None:
     """Import articles into the store; changed articles get a new revision."""
-    from bot.article_store import import_articles
-    from bot.db import init_db, make_engine, make_sessionmaker, session_scope
+    from bot.article_store import import_in_batches
+    from bot.db import init_db, make_engine, make_sessionmaker
     from indexer.articles import load_path
 
     settings = Settings()
@@ -48,8 +48,7 @@ def import_cmd(
     articles, errors = load_path(path)
     engine = make_engine(settings.database_url)
     init_db(engine)
-    with session_scope(make_sessionmaker(engine)) as session:
-        report = import_articles(session, articles, errors)
+    report = import_in_batches(make_sessionmaker(engine), articles, errors)
     for error in report.errors:
         typer.secho(f"skipped {error}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"imported {path}: {report.summary()}")

@@ -48,6 +48,13 @@ _HUMAN = re.compile(
     r"(chat)?(bot|robot|machine)\b",
     re.IGNORECASE,
 )
+# Person words used as modifiers of a thing ("operator manual", "human-sized"): removed before
+# matching, so they never read as a request for a person.
+_PERSON_AS_MODIFIER = re.compile(
+    r"\b(human|operator|agent|person|people|staff|rep)s?('s)?[\s-]+"
+    r"(manual|guide|handbook|sized?|resources|error|mode|settings?|id|number|code)\b",
+    re.IGNORECASE,
+)
 _GREETING = re.compile(
     r"^\W*(hi|hello|hey|hiya|howdy|yo|good (morning|afternoon|evening)|greetings)"
     r"( there| all| team| bot)?\W*$",
@@ -111,7 +118,7 @@ class Decision:
 
 
 def asks_for_human(text: str) -> bool:
-    return bool(_HUMAN.search(text))
+    return bool(_HUMAN.search(_PERSON_AS_MODIFIER.sub(" ", text)))
 
 
 def smalltalk_kind(text: str) -> str | None:

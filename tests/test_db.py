@@ -48,3 +48,26 @@ def test_import_while_chats_write(tmp_path):
         assert session.query(Article).count() == 150
         assert session.query(Message).count() > 0
     engine.dispose()
+
+
+def test_batched_import_commits_as_it_goes_and_merges_the_report(tmp_path, monkeypatch):
+    from bot.article_store import import_in_batches
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'batches.db'}")
+    init_db(engine)
+    factory = make_sessionmaker(engine)
+    commits = []
+    original = factory.class_.commit
+
+    def counting_commit(self):
+        commits.append(1)
+        return original(self)
+
+    monkeypatch.setattr(factory.class_, "commit", counting_commit)
+    articles = [SourceArticle(id=f"b-{n}", title=f"T {n}", body="B") for n in range(450)]
+    report = import_in_batches(factory, articles, batch=200)
+    assert len(report.created) == 450 and not report.errors
+    assert len(commits) == 3
+    again = import_in_batches(factory, articles, batch=200)
+    assert len(again.unchanged) == 450
+    engine.dispose()

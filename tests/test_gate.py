@@ -73,6 +73,9 @@ NOT_HUMAN_REQUESTS = [
     "can i call you and order a rug over the phone",
     "How do I reset my password?",
     "I need to change my address",
+    "Where can I get an operator manual for the blender?",
+    "I need a human-sized dog bed",
+    "do you have a human sized bean bag, I need one",
 ]
 
 
