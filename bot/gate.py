@@ -155,9 +155,11 @@ def decide(hits: list[ArticleHit], gate: GateSettings) -> Decision:
         return Decision("escalate", "no_match", REPLIES["low_confidence"], 0.0, [], scores)
     top = hits[0]
     confidence = round(top.confidence, 4)
+    scores["evidence"] = round(top.evidence, 4)
     if confidence >= gate.answer_threshold:
         return Decision("answer", "confident", top.passage["text"], confidence, [top], scores)
-    if confidence >= gate.clarify_threshold and len(hits) >= 2:
+    # not sure which article: offer a few when the evidence says they are on topic
+    if top.evidence >= gate.clarify_threshold and len(hits) >= 2:
         options = hits[: max(2, gate.clarify_options)]
         return Decision("clarify", "middle_band", REPLIES["clarify"], confidence, options, scores)
     return Decision("escalate", "low_confidence", REPLIES["low_confidence"], confidence, [], scores)

@@ -22,7 +22,8 @@ class ArticleHit:
     dense: float  # best cosine similarity of the query to one of the article's passages
     lexical: float  # best BM25 score of one of the article's passages
     title_sim: float = 0.0  # cosine similarity of the query to the article's title
-    confidence: float = 0.0  # calibrated evidence in [0, 1] that the gate compares to thresholds
+    evidence: float = 0.0  # all signals combined, scaled to [0, 1]
+    confidence: float = 0.0  # what the gate compares to its thresholds (see _set_confidence)
     dense_rank: int | None = None
     lexical_rank: int | None = None
 
@@ -30,6 +31,7 @@ class ArticleHit:
         return {
             "article_id": self.article_id,
             "fused": round(self.score, 6),
+            "evidence": round(self.evidence, 4),
             "confidence": round(self.confidence, 4),
             "dense": round(self.dense, 4),
             "bm25": round(self.lexical, 4),
@@ -124,11 +126,11 @@ class Retriever:
         for aid, (_, pidx) in passage_best.items():
             dense, lexical = float(dense_best[aid][0]), float(lex_best[aid][0])
             title = title_cos.get(aid, 0.0)
-            # confidence uses all the evidence whatever the ranking mode, so the gate's
+            # the evidence uses every signal whatever the ranking mode, so the gate's
             # thresholds mean the same thing in every mode
-            confidence = (
-                dense + opt.title_weight * title + opt.bm25_weight * lexical / lex_top
-            ) / (1.0 + opt.title_weight + opt.bm25_weight)
+            evidence = (dense + opt.title_weight * title + opt.bm25_weight * lexical / lex_top) / (
+                1.0 + opt.title_weight + opt.bm25_weight
+            )
             if opt.fusion == "rrf":
                 score = 0.0
                 if use_dense and aid in dense_rank:
@@ -150,10 +152,36 @@ class Retriever:
                     dense=dense,
                     lexical=lexical,
                     title_sim=title,
-                    confidence=max(0.0, min(1.0, confidence)),
+                    evidence=max(0.0, min(1.0, evidence)),
                     dense_rank=dense_rank.get(aid),
                     lexical_rank=lex_rank.get(aid),
                 )
             )
         hits.sort(key=lambda h: (-h.score, -h.dense))
+        _set_confidence(hits)
         return Retrieval(query, hits[:limit])
+
+
+AGREEMENT_BONUS = 0.03
+
+
+def _set_confidence(hits: list[ArticleHit]) -> None:
+    """Confidence of each article: its evidence; the top article also gets its lead over the
+    runner-up and a small bonus per signal (dense, BM25, title) that ranks it first on its own.
+
+    Measured with the eval harness: the lead and the agreement predict a right first answer
+    much better than the evidence alone (see README, "Confidence").
+    """
+    for h in hits:
+        h.confidence = h.evidence
+    if not hits:
+        return
+    top = hits[0]
+    runner_up = max((h.evidence for h in hits[1:]), default=0.0)
+    agree = (
+        (top.dense > 0 and top.dense >= max(h.dense for h in hits))
+        + (top.lexical > 0 and top.lexical >= max(h.lexical for h in hits))
+        + (top.title_sim > 0 and top.title_sim >= max(h.title_sim for h in hits))
+    )
+    lead = max(0.0, top.evidence - runner_up)
+    top.confidence = max(0.0, min(1.0, top.evidence + lead + AGREEMENT_BONUS * agree))

@@ -77,12 +77,14 @@ class Settings(BaseSettings):
 
     # Gate
     answer_threshold: float = Field(
-        0.58, description="Confidence at or above which the bot answers with the best passage."
+        0.81,
+        description="Confidence (the top article's evidence plus its lead over the runner-up) "
+        "at or above which the bot answers with the best passage. Default from the eval sweep.",
     )
     clarify_threshold: float = Field(
-        0.48,
-        description="Confidence at or above which (and below answer_threshold) the bot offers "
-        "2-3 likely articles; below it the bot hands over to a person.",
+        0.60,
+        description="Evidence (how on-topic the top article is, 0-1) at or above which a question "
+        "that is not answered gets 2-3 likely articles; below it the bot hands over to a person.",
     )
     clarify_options: int = Field(
         3, ge=2, le=3, description="Articles offered when clarifying (2 or 3)."

@@ -17,7 +17,7 @@ from eval.runner import Record
 
 
 def _outcome(records: Sequence[Record], gate: GateSettings) -> dict:
-    deflected = answered = answered_right = escalated_oos = oos = answerable = 0
+    deflected = assisted = answered = answered_right = escalated_oos = oos = answerable = 0
     for r in records:
         if r.decision.ranking or r.decision.reason in ("no_match", "low_confidence"):
             d = decide(r.decision.ranking, gate)
@@ -28,6 +28,7 @@ def _outcome(records: Sequence[Record], gate: GateSettings) -> dict:
         if r.question.answerable:
             answerable += 1
             deflected += right
+            assisted += d.action == "clarify" and any(h.article_id in gold for h in d.hits)
         else:
             oos += 1
             escalated_oos += d.action == "escalate"
@@ -38,6 +39,7 @@ def _outcome(records: Sequence[Record], gate: GateSettings) -> dict:
         "answer_threshold": gate.answer_threshold,
         "clarify_threshold": gate.clarify_threshold,
         "deflection": deflected / answerable if answerable else None,
+        "assisted": assisted / answerable if answerable else None,
         "answered_precision": answered_right / answered if answered else None,
         "escalation_recall": escalated_oos / oos if oos else None,
     }
@@ -51,7 +53,7 @@ def sweep(
 ) -> list[dict]:
     """One outcome per (answer, clarify) threshold pair, clarify <= answer."""
     answer_grid = (
-        answer_grid if answer_grid is not None else np.round(np.arange(0.30, 0.86, 0.01), 2)
+        answer_grid if answer_grid is not None else np.round(np.arange(0.30, 0.96, 0.01), 2)
     )
     points = []
     for a in answer_grid:
@@ -67,7 +69,8 @@ def sweep(
 def choose(
     points: Sequence[dict], min_precision: float = 0.90, min_escalation_recall: float = 0.95
 ) -> dict | None:
-    """The point with the highest deflection meeting both floors (ties: higher thresholds)."""
+    """The point with the highest deflection meeting both floors; ties go to the one that helps
+    more customers by clarifying, then to the higher escalation recall."""
     ok = [
         p
         for p in points
@@ -77,7 +80,13 @@ def choose(
     if not ok:
         return None
     return max(
-        ok, key=lambda p: (p["deflection"] or 0, p["clarify_threshold"], p["answer_threshold"])
+        ok,
+        key=lambda p: (
+            round(p["deflection"] or 0, 6),
+            round(p["assisted"] or 0, 6),
+            p["escalation_recall"] or 0,
+            -p["answer_threshold"],
+        ),
     )
 
 

@@ -143,8 +143,8 @@ def test_pre_retrieval_order_of_rules():
 # --- decide() --------------------------------------------------------------------------------
 
 
-def hit(article_id: str, confidence: float) -> ArticleHit:
-    """A hit whose evidence (the calibrated confidence, and the cosine behind it) is ``confidence``."""
+def hit(article_id: str, confidence: float, evidence: float | None = None) -> ArticleHit:
+    """A hit with the given confidence; its evidence (and the cosine behind it) default to it."""
     h = ArticleHit(
         article_id=article_id,
         title=f"Title of {article_id}",
@@ -155,7 +155,17 @@ def hit(article_id: str, confidence: float) -> ArticleHit:
         lexical=1.0,
     )
     h.confidence = confidence
+    h.evidence = confidence if evidence is None else evidence
     return h
+
+
+def test_clarify_needs_evidence_and_answer_needs_confidence():
+    # on topic (evidence) but no clear winner (confidence): offer articles
+    unsure = [hit("a0", 0.45, evidence=0.6), hit("a1", 0.3)]
+    assert decide(unsure, GATE).action == "clarify"
+    # a lead over weak rivals but little evidence of being on topic: hand over
+    weak = [hit("a0", 0.45, evidence=0.2), hit("a1", 0.1)]
+    assert decide(weak, GATE).action == "escalate"
 
 
 def ranked(top: float, n: int = 5) -> list[ArticleHit]:

@@ -44,10 +44,17 @@ def test_paraphrased_questions_find_the_right_article_first(pipeline: Pipeline):
     assert hit_rate >= 0.90, f"top-1 {hit_rate:.2%}; misses: {misses}"
 
 
-def test_most_answerable_questions_are_answered_or_clarified(pipeline: Pipeline):
-    actions = [pipeline.reply(item["question"]).action for item in QUESTIONS["answerable"]]
-    escalated = actions.count("escalate") / len(actions)
-    assert escalated <= 0.15, f"{escalated:.0%} of answerable questions escalated: {actions}"
+def test_answers_are_right_and_most_questions_get_help(pipeline: Pipeline):
+    """The gate is tuned for precision (defaults from the eval sweep): answers must be right,
+    and a majority of answerable questions must be answered or clarified, not handed over."""
+    decisions = [(item, pipeline.reply(item["question"])) for item in QUESTIONS["answerable"]]
+    answers = [(item, d) for item, d in decisions if d.action == "answer"]
+    right = [d for item, d in answers if d.hits[0].article_id == item["article_id"]]
+    assert answers and len(right) / len(answers) >= 0.95, [
+        (item["question"], d.hits[0].article_id) for item, d in answers
+    ]
+    helped = sum(d.action in ("answer", "clarify") for _, d in decisions) / len(decisions)
+    assert helped >= 0.5, f"only {helped:.0%} answered or clarified"
 
 
 def test_answers_cite_the_article_they_quote(pipeline: Pipeline):
