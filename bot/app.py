@@ -14,10 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from bot.db import init_db, make_engine, make_sessionmaker
-from bot.pipeline import IndexHolder, Pipeline
+from bot.pipeline import IndexHolder, Pipeline, embedder_source
 from bot.routes import chat, health
 from bot.settings import Settings
-from indexer.embedder import Embedder, make_embedder
+from indexer.embedder import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,13 @@ def _load(app: FastAPI, settings: Settings, embedder: Embedder | None) -> None:
     """Load the model and the index (in a thread, so /health can answer 503 meanwhile)."""
     state = app.state
     try:
-        model = embedder or make_embedder(
-            settings.embedder, settings.torch_threads, settings.embed_batch_size
+        holder = IndexHolder(
+            settings.index_dir,
+            settings.index_check_seconds,
+            embedder_source(settings, override=embedder),
         )
-        holder = IndexHolder(settings.index_dir, settings.index_check_seconds, model.name)
         holder.refresh()
-        state.pipeline = Pipeline.from_settings(settings, holder, model)
+        state.pipeline = Pipeline.from_settings(settings, holder)
         holder.start_watching()
     except Exception as exc:
         log.exception("could not load the model or the index")

@@ -21,14 +21,34 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _embedder(settings: Settings, threads: int | None = None):
-    from indexer.embedder import EmbedderUnavailable, make_embedder
+def _index_embedder(settings: Settings):
+    """The embedder new index versions are built with: the fake (tests), the model adapted to this
+    knowledge base when `supportbot adapt` made one, else the base model. Uses every core."""
+    from indexer.adapt import current_model
+    from indexer.embedder import MINILM_NAME, EmbedderUnavailable, FakeEmbedder, load_named
 
-    threads = threads or settings.torch_threads
+    if settings.embedder == "fake":
+        return FakeEmbedder()
+    models_root = settings.index_dir / "models"
+    name = current_model(models_root) or MINILM_NAME
     try:
-        return make_embedder(settings.embedder, threads, settings.embed_batch_size)
+        return load_named(name, models_root, os.cpu_count(), settings.embed_batch_size)
     except EmbedderUnavailable as exc:
         _fail(str(exc))
+
+
+def _published_docs(settings: Settings):
+    from bot.article_store import published_docs
+    from bot.db import init_db, make_engine, make_sessionmaker, session_scope
+
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    with session_scope(make_sessionmaker(engine)) as session:
+        docs = published_docs(session, settings.public_url)
+    engine.dispose()
+    if not docs:
+        _fail("no published articles: run `supportbot import kb_articles` first")
+    return docs
 
 
 @app.command("import")
@@ -61,21 +81,15 @@ def index(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Build the search index from the published articles (only changed passages are embedded)."""
-    from bot.article_store import published_docs
-    from bot.db import init_db, make_engine, make_sessionmaker, session_scope
     from indexer.build import build_index
 
     settings = Settings()
-    engine = make_engine(settings.database_url)
-    init_db(engine)
-    with session_scope(make_sessionmaker(engine)) as session:
-        docs = published_docs(session, settings.public_url)
-    if not docs:
-        _fail("no published articles: run `supportbot import kb_articles` first")
+    docs = _published_docs(settings)
+    embedder = _index_embedder(settings)
     result = build_index(
         docs,
         settings.index_dir,
-        _embedder(settings, threads=os.cpu_count()),  # indexing may use every core
+        embedder,
         max_words=settings.passage_max_words,
         bm25_k1=settings.bm25_k1,
         bm25_b=settings.bm25_b,
@@ -83,10 +97,51 @@ def index(
     )
     state = "built" if result.changed else "unchanged"
     typer.echo(
-        f"index {state}: version {result.version}, {result.articles} articles, "
+        f"index {state} with {embedder.name}: version {result.version}, {result.articles} articles, "
         f"{result.passages} passages ({result.embedded} texts embedded, {result.reused} reused) "
         f"in {result.seconds:.1f}s"
     )
+
+
+@app.command("adapt")
+def adapt_cmd(
+    epochs: Annotated[int | None, typer.Option(help="Overrides SUPPORTBOT_ADAPT_EPOCHS.")] = None,
+    reset: Annotated[bool, typer.Option(help="Go back to the base model.")] = False,
+) -> None:
+    """Adapt the embedding model to the published articles' own text; `supportbot index` then
+    embeds with it (run again after large content changes; it re-embeds everything once)."""
+    from indexer.adapt import CURRENT, AdaptOptions, adapt
+    from indexer.chunking import split_article
+    from indexer.embedder import MINILM_NAME
+
+    settings = Settings()
+    models_root = settings.index_dir / "models"
+    if reset:
+        (models_root / CURRENT).unlink(missing_ok=True)
+        typer.echo("the next `supportbot index` embeds with the base model")
+        return
+    if settings.embedder == "fake":
+        _fail("adaptation trains the real model: set SUPPORTBOT_EMBEDDER=minilm")
+    epochs = settings.adapt_epochs if epochs is None else epochs
+    if epochs < 1:
+        _fail("--epochs must be at least 1 (use --reset for the base model)")
+    docs = _published_docs(settings)
+    passages = [p for d in docs for p in split_article(d, settings.passage_max_words, MINILM_NAME)]
+    result = adapt(
+        passages,
+        models_root,
+        AdaptOptions(epochs=epochs),
+        threads=os.cpu_count(),
+        progress=sys.stderr.isatty(),
+    )
+    how = (
+        "already adapted to these articles"
+        if result.reused
+        else (
+            f"adapted on {result.pairs} pairs from {len(passages)} passages in {result.seconds:.0f}s"
+        )
+    )
+    typer.echo(f"{result.name}: {how}; `supportbot index` embeds with it")
 
 
 @app.command()
@@ -111,18 +166,17 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
 ) -> None:
     """Ask the bot one question and print its decision, answer, citations and scores."""
-    from bot.pipeline import IndexHolder, Pipeline
+    from bot.pipeline import IndexHolder, Pipeline, embedder_source
 
     settings = Settings()
     question = question.strip()
     if not question:
         _fail("the question is empty")
-    embedder = _embedder(settings)
-    holder = IndexHolder(settings.index_dir, model=embedder.name)
+    holder = IndexHolder(settings.index_dir, embedders=embedder_source(settings))
     holder.refresh()
     if holder.index is None:
         _fail(holder.error or f"no index under {settings.index_dir}: run `supportbot index` first")
-    decision = Pipeline.from_settings(settings, holder, embedder).reply(question)
+    decision = Pipeline.from_settings(settings, holder).reply(question)
     if as_json:
         out = {
             "action": decision.action,
@@ -171,6 +225,9 @@ def eval_cmd(
     write_settings: Annotated[
         Path | None, typer.Option(help="Write the chosen thresholds to this .env file.")
     ] = None,
+    adapt: Annotated[
+        bool, typer.Option(help="Adapt the model to the dataset's articles, as `supportbot adapt`.")
+    ] = True,
 ) -> None:
     """Measure retrieval, answers and gate decisions on a dataset; calibrate the thresholds."""
     from eval.dataset import DatasetError
@@ -187,13 +244,13 @@ def eval_cmd(
         report = run_eval(
             dataset_dir,
             settings,
-            _embedder(settings, threads=os.cpu_count()),
             variants,
             out,
             cache_dir,
             min_precision,
             min_escalation_recall,
             progress=sys.stderr.isatty(),
+            adapt=adapt and settings.adapt_epochs > 0,
         )
     except DatasetError as exc:
         _fail(str(exc))

@@ -9,33 +9,64 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.gate import REPLIES, Decision, GateSettings, decide, pre_retrieval
 from bot.retrieval import RetrievalOptions, Retriever
 from bot.settings import Settings
-from indexer.embedder import Embedder
+from indexer.embedder import Embedder, EmbedderUnavailable, FakeEmbedder, load_named
 from indexer.store import SearchIndex, current_version, load_current
 
 log = logging.getLogger(__name__)
 
 
-class IndexHolder:
-    """Holds the live index and moves to a newer version when CURRENT changes.
+EmbedderSource = Callable[[str], Embedder] | Embedder
 
-    A background thread polls CURRENT; requests keep using the index they picked up, so a switch
-    never fails a request in flight.
+
+class IndexHolder:
+    """Holds the live index, with the embedder it was built with, and moves to a newer version
+    when CURRENT changes.
+
+    ``embedders`` gives the embedder for a model name: a function (which may load an adapted
+    model), or one embedder, in which case versions built with another model are refused. A
+    background thread polls CURRENT; the (index, embedder) pair is swapped as one reference, so a
+    request in flight keeps a consistent pair and a switch never fails it.
     """
 
-    def __init__(self, root: Path, check_seconds: float = 2.0, model: str | None = None) -> None:
+    def __init__(
+        self, root: Path, check_seconds: float = 2.0, embedders: EmbedderSource | None = None
+    ) -> None:
         self.root = root
         self.check_seconds = check_seconds
-        self.model = model  # when set, versions built with another model are refused
-        self.index: SearchIndex | None = None
+        self._embedders = embedders
+        self.live: tuple[SearchIndex, Embedder] | None = None
         self.error: str | None = None
         self._refused: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def index(self) -> SearchIndex | None:
+        return self.live[0] if self.live else None
+
+    @index.setter
+    def index(self, value: None) -> None:  # tests and operators may drop the live index
+        if value is not None:
+            raise ValueError("set the live index through refresh()")
+        self.live = None
+
+    def _embedder_for(self, name: str) -> Embedder:
+        source = self._embedders
+        if source is None:
+            raise EmbedderUnavailable("no embedder was given to the index holder")
+        if callable(source) and not hasattr(source, "embed"):
+            return source(name)
+        if source.name != name:
+            raise EmbedderUnavailable(
+                f"the embedder is {source.name}: run `supportbot index` again"
+            )
+        return source
 
     def refresh(self) -> bool:
         """Load the current version if it differs from the one held; True when it switched."""
@@ -53,15 +84,14 @@ class IndexHolder:
                 log.error(message)
             self.error = message
             return False
-        if self.model and index.manifest.model != self.model:
+        try:
+            embedder = self._embedder_for(index.manifest.model)
+        except EmbedderUnavailable as exc:
             self._refused = version
-            self.error = (
-                f"index version {version} was built with {index.manifest.model} but the embedder "
-                f"is {self.model}: run `supportbot index` again"
-            )
+            self.error = f"index version {version} was built with {index.manifest.model}: {exc}"
             log.error(self.error)
             return False
-        self.index, self.error = index, None
+        self.live, self.error = (index, embedder), None
         log.info("index version %s loaded (%d passages)", version, len(index.passages))
         return True
 
@@ -75,6 +105,34 @@ class IndexHolder:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def embedder_source(
+    settings: Settings, override: Embedder | None = None, threads: int | None = None
+) -> Callable[[str], Embedder]:
+    """Embedders by model name, loaded once each: ``override`` when it is the one named (tests),
+    the fake when the settings say so, else the base or an adapted MiniLM (indexer.adapt)."""
+    cache: dict[str, Embedder] = {}
+    lock = threading.Lock()
+
+    def get(name: str) -> Embedder:
+        with lock:
+            if name not in cache:
+                if override is not None or settings.embedder == "fake":
+                    chosen = override or FakeEmbedder()
+                    if chosen.name != name:
+                        raise EmbedderUnavailable(f"the embedder is {chosen.name}")
+                    cache[name] = chosen
+                else:
+                    cache[name] = load_named(
+                        name,
+                        settings.index_dir / "models",
+                        threads or settings.torch_threads,
+                        settings.embed_batch_size,
+                    )
+            return cache[name]
+
+    return get
 
 
 def retrieval_options(settings: Settings) -> RetrievalOptions:
@@ -100,35 +158,29 @@ def gate_settings(settings: Settings) -> GateSettings:
 class Pipeline:
     """Turns one customer message into a :class:`Decision`."""
 
-    def __init__(
-        self,
-        holder: IndexHolder,
-        embedder: Embedder,
-        options: RetrievalOptions,
-        gate: GateSettings,
-    ) -> None:
+    def __init__(self, holder: IndexHolder, options: RetrievalOptions, gate: GateSettings) -> None:
         self.holder = holder
-        self.embedder = embedder
         self.options = options
         self.gate = gate
 
     @classmethod
-    def from_settings(cls, settings: Settings, holder: IndexHolder, embedder: Embedder) -> Pipeline:
-        return cls(holder, embedder, retrieval_options(settings), gate_settings(settings))
+    def from_settings(cls, settings: Settings, holder: IndexHolder) -> Pipeline:
+        return cls(holder, retrieval_options(settings), gate_settings(settings))
 
     @property
     def ready(self) -> bool:
-        return self.holder.index is not None
+        return self.holder.live is not None
 
     def reply(self, text: str, unhelpful_streak: int = 0) -> Decision:
         started = time.perf_counter()
         decision = pre_retrieval(text, unhelpful_streak, self.gate)
         if decision is None:
-            index = self.holder.index
-            if index is None:
+            live = self.holder.live  # read once: the index and its embedder belong together
+            if live is None:
                 decision = Decision("escalate", "no_index", REPLIES["no_index"], 0.0)
             else:
-                hits = Retriever(index, self.embedder, self.options).search(text).hits
+                index, embedder = live
+                hits = Retriever(index, embedder, self.options).search(text).hits
                 decision = decide(hits, self.gate)
                 decision.ranking = hits
                 decision.scores["index_version"] = index.manifest.version

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         "oversubscribe the CPU cores).",
     )
     embed_batch_size: int = Field(64, description="Passages embedded per batch when indexing.")
+    adapt_epochs: int = Field(
+        3,
+        description="Training epochs of `supportbot adapt`, which fits the embedding model to the "
+        "knowledge base's own text; `supportbot index` then embeds with the adapted model.",
+    )
 
     # Passages
     passage_max_words: int = Field(

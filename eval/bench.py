@@ -74,9 +74,9 @@ def run(kb_dir: Path, out: Path, min_questions: int = 200) -> dict:
         import torch
 
         torch.set_num_threads(threads)
-        holder = IndexHolder(tmp_path / "index")
+        holder = IndexHolder(tmp_path / "index", embedders=embedder)
         holder.refresh()
-        pipeline = Pipeline.from_settings(settings, holder, embedder)
+        pipeline = Pipeline.from_settings(settings, holder)
         questions = bench_questions(kb_dir)
         while len(questions) < min_questions:
             questions += [q.lower() for q in questions]

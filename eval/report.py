@@ -11,9 +11,15 @@ from bot.pipeline import IndexHolder, gate_settings
 from bot.settings import Settings
 from eval.calibrate import choose, curve, sweep
 from eval.dataset import load_dataset
-from eval.runner import Record, prepare_index, run_variant, variant_settings
+from eval.runner import (
+    Record,
+    model_kind,
+    open_index,
+    prepare_index,
+    run_variant,
+    variant_settings,
+)
 from eval.scoring import summarize, summarize_by_subset
-from indexer.embedder import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,6 @@ def worst_misses(records: list[Record], n: int = 20) -> list[dict]:
 def run_eval(
     dataset_dir: Path,
     settings: Settings,
-    embedder: Embedder,
     variants: list[str],
     out: Path,
     cache_dir: Path,
@@ -57,13 +62,17 @@ def run_eval(
     min_escalation_recall: float = 0.95,
     bootstrap_rounds: int = 1000,
     progress: bool = True,
+    adapt: bool = True,
 ) -> dict:
     dataset = load_dataset(dataset_dir)
     for v in variants:
         variant_settings(settings, v)  # unknown names fail before any work
-    index_dir, reused = prepare_index(dataset, settings, embedder, cache_dir)
-    holder = IndexHolder(index_dir, model=embedder.name)
-    holder.refresh()
+    holders: dict[str, IndexHolder] = {}
+    reused: dict[str, bool] = {}
+    for kind in dict.fromkeys(model_kind(settings, v, adapt) for v in variants):
+        index_dir, reused[kind] = prepare_index(dataset, settings, kind, cache_dir, progress)
+        holders[kind] = open_index(settings, index_dir)
+    main_holder = holders[model_kind(settings, variants[0], adapt)]
     report: dict = {
         "report_version": REPORT_VERSION,
         "created_at": datetime.now(UTC).isoformat(),
@@ -73,19 +82,27 @@ def run_eval(
             "questions": len(dataset.questions),
             "problems": [str(e) for e in dataset.errors],
         },
-        "index": {"version": holder.index.manifest.version, "reused_from_cache": reused},
+        "index": {
+            kind: {
+                "version": h.index.manifest.version,
+                "model": h.index.manifest.model,
+                "reused_from_cache": reused[kind],
+            }
+            for kind, h in holders.items()
+        },
         "settings": {
             "answer_threshold": settings.answer_threshold,
             "clarify_threshold": settings.clarify_threshold,
             "title_weight": settings.title_weight,
             "bm25_weight": settings.bm25_weight,
-            "model": embedder.name,
+            "model": main_holder.index.manifest.model,
         },
         "variants": {},
     }
     records_by_variant = {}
     for name in variants:
-        records = run_variant(dataset, settings, holder, embedder, name, progress)
+        holder = holders[model_kind(settings, name, adapt)]
+        records = run_variant(dataset, settings, holder, name, progress)
         records_by_variant[name] = records
         report["variants"][name] = {
             "overall": summarize(records, bootstrap_rounds),

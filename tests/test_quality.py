@@ -18,9 +18,9 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def pipeline(sample_kb: Settings, minilm) -> Pipeline:
-    holder = IndexHolder(sample_kb.index_dir)
+    holder = IndexHolder(sample_kb.index_dir, embedders=minilm)
     assert holder.refresh()
-    return Pipeline.from_settings(sample_kb, holder, minilm)
+    return Pipeline.from_settings(sample_kb, holder)
 
 
 def test_question_set_is_big_enough():
