@@ -213,7 +213,7 @@ def eval_cmd(
         typer.Option(
             "--variant",
             help="Retrieval variant(s); the first is calibrated. "
-            "Default: all (hybrid, dense, bm25, hybrid-rrf, hybrid-no-titles).",
+            "Default: all (hybrid, dense, bm25, hybrid-rrf, hybrid-no-titles, hybrid-adapted).",
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Where report.json and report.html go.")] = Path(
@@ -225,9 +225,6 @@ def eval_cmd(
     write_settings: Annotated[
         Path | None, typer.Option(help="Write the chosen thresholds to this .env file.")
     ] = None,
-    adapt: Annotated[
-        bool, typer.Option(help="Adapt the model to the dataset's articles, as `supportbot adapt`.")
-    ] = True,
 ) -> None:
     """Measure retrieval, answers and gate decisions on a dataset; calibrate the thresholds."""
     from eval.dataset import DatasetError
@@ -250,7 +247,6 @@ def eval_cmd(
             min_precision,
             min_escalation_recall,
             progress=sys.stderr.isatty(),
-            adapt=adapt and settings.adapt_epochs > 0,
         )
     except DatasetError as exc:
         _fail(str(exc))

@@ -62,17 +62,16 @@ def run_eval(
     min_escalation_recall: float = 0.95,
     bootstrap_rounds: int = 1000,
     progress: bool = True,
-    adapt: bool = True,
 ) -> dict:
     dataset = load_dataset(dataset_dir)
     for v in variants:
         variant_settings(settings, v)  # unknown names fail before any work
     holders: dict[str, IndexHolder] = {}
     reused: dict[str, bool] = {}
-    for kind in dict.fromkeys(model_kind(settings, v, adapt) for v in variants):
+    for kind in dict.fromkeys(model_kind(settings, v) for v in variants):
         index_dir, reused[kind] = prepare_index(dataset, settings, kind, cache_dir, progress)
         holders[kind] = open_index(settings, index_dir)
-    main_holder = holders[model_kind(settings, variants[0], adapt)]
+    main_holder = holders[model_kind(settings, variants[0])]
     report: dict = {
         "report_version": REPORT_VERSION,
         "created_at": datetime.now(UTC).isoformat(),
@@ -101,7 +100,7 @@ def run_eval(
     }
     records_by_variant = {}
     for name in variants:
-        holder = holders[model_kind(settings, name, adapt)]
+        holder = holders[model_kind(settings, name)]
         records = run_variant(dataset, settings, holder, name, progress)
         records_by_variant[name] = records
         report["variants"][name] = {

@@ -37,7 +37,7 @@ VARIANTS: dict[str, dict] = {
     "bm25": {"retrieval_mode": "bm25"},
     "hybrid-rrf": {"fusion": "rrf"},
     "hybrid-no-titles": {"title_weight": 0.0},
-    "hybrid-base-model": {"_model": "base"},  # without `supportbot adapt`
+    "hybrid-adapted": {"_model": "adapted"},  # after `supportbot adapt`
 }
 
 
@@ -74,10 +74,10 @@ class Record:
 MODELS = ("adapted", "base")  # which embedder a variant's index is built with
 
 
-def model_kind(settings: Settings, variant: str, adapt: bool) -> str:
-    """'adapted' when the eval adapts the model (the real model only) and the variant wants it."""
-    wants_base = VARIANTS[variant].get("_model") == "base"
-    return "adapted" if adapt and settings.embedder != "fake" and not wants_base else "base"
+def model_kind(settings: Settings, variant: str) -> str:
+    """'adapted' for variants that want the model adapted to the dataset (real model only)."""
+    wants = VARIANTS[variant].get("_model") == "adapted"
+    return "adapted" if wants and settings.embedder != "fake" else "base"
 
 
 def cache_key(dataset: Dataset, settings: Settings, kind: str) -> str:

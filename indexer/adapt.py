@@ -73,8 +73,8 @@ def training_pairs(passages: list[Passage], rng: random.Random) -> list[tuple[st
 def model_name(passages: list[Passage], options: AdaptOptions) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(asdict(options), sort_keys=True).encode())
-    for p in passages:
-        digest.update(p.hash.encode())
+    for h in sorted({p.hash for p in passages}):
+        digest.update(h.encode())
     return f"{MINILM_NAME}+kb-{digest.hexdigest()[:10]}"
 
 
@@ -93,14 +93,18 @@ def adapt(
     options: AdaptOptions | None = None,
     threads: int | None = None,
     progress: bool = False,
+    make_current: bool = True,
 ) -> AdaptResult:
-    """Train (or reuse) the adapted model for these passages and make it current."""
+    """Train (or reuse) the adapted model for these passages and (by default) make it current."""
     options = options or AdaptOptions()
+    # one canonical order, so the same articles always give the same model (and name)
+    passages = sorted({p.hash: p for p in passages}.values(), key=lambda p: p.hash)
     name = model_name(passages, options)
     final = models_root / name
     started = time.perf_counter()
     if (final / "adapted.json").exists():
-        _point(models_root, name)
+        if make_current:
+            _point(models_root, name)
         meta = json.loads((final / "adapted.json").read_text())
         return AdaptResult(name, final, meta["pairs"], 0.0, True)
 
@@ -154,7 +158,8 @@ def adapt(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _point(models_root, name)
+    if make_current:
+        _point(models_root, name)
     log.info("adapted %s on %d pairs in %.0f s", name, pair_count, seconds)
     return AdaptResult(name, final, pair_count, seconds, False)
 

@@ -122,7 +122,14 @@ def minilm():
 
 
 @pytest.fixture(scope="session")
-def sample_kb(tmp_path_factory, minilm) -> Settings:
+def sample_embedder(minilm):
+    """The embedder the sample KB is served with by default: the base model (`supportbot adapt`
+    is optional; the eval harness compares both)."""
+    return minilm
+
+
+@pytest.fixture(scope="session")
+def sample_kb(tmp_path_factory, sample_embedder) -> Settings:
     """Settings of a database and index holding the sample KB, built with the real model."""
     tmp = tmp_path_factory.mktemp("sample-kb")
     settings = make_settings(
@@ -133,7 +140,7 @@ def sample_kb(tmp_path_factory, minilm) -> Settings:
     )
     articles, errors = load_path(KB_DIR)
     assert not errors, errors
-    seed(settings, articles, minilm)
+    seed(settings, articles, sample_embedder)
     return settings
 
 

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def pipeline(sample_kb: Settings, minilm) -> Pipeline:
-    holder = IndexHolder(sample_kb.index_dir, embedders=minilm)
+def pipeline(sample_kb: Settings, sample_embedder) -> Pipeline:
+    holder = IndexHolder(sample_kb.index_dir, embedders=sample_embedder)
     assert holder.refresh()
     return Pipeline.from_settings(sample_kb, holder)
 
@@ -85,14 +85,14 @@ def test_asking_for_a_person_escalates(pipeline: Pipeline, question: str):
     assert (decision.action, decision.reason) == ("escalate", "human_request")
 
 
-def test_chat_api_with_the_real_model(sample_kb: Settings, minilm):
+def test_chat_api_with_the_real_model(sample_kb: Settings, sample_embedder):
     from conftest import wait_ready
     from fastapi.testclient import TestClient
 
     from bot.app import create_app
 
     item = QUESTIONS["answerable"][1]
-    with TestClient(create_app(sample_kb, embedder=minilm)) as client:
+    with TestClient(create_app(sample_kb, embedder=sample_embedder)) as client:
         wait_ready(client)
         conv = client.post("/api/v1/conversations").json()
         headers = {"X-Conversation-Token": conv["token"]}
