@@ -136,6 +136,6 @@ def build_index(
 def _load_previous(root: Path) -> SearchIndex | None:
     try:
         return load_current(root)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
         log.warning("ignoring unreadable current index under %s: %s", root, exc)
         return None

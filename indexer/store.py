@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from indexer.manifest import Manifest
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
+# one FAISS thread per search: requests run concurrently on 2 cores; OpenMP threads would fight
+faiss.omp_set_num_threads(1)
 
 CURRENT = "CURRENT"
 KEEP_VERSIONS = 3
@@ -90,13 +93,17 @@ class SearchIndex:
             if self.bm25 is not None:
                 self.bm25.save(str(tmp / "bm25"))
             self.manifest.write(tmp / "manifest.json")
+            _fsync_tree(tmp)  # on disk before anything points at it
             final = versions / self.manifest.version
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         pointer = root / f".{CURRENT}.tmp"
-        pointer.write_text(self.manifest.version)
+        with pointer.open("w") as fh:
+            fh.write(self.manifest.version)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(pointer, root / CURRENT)
         self.path = final
         _prune(versions, keep=self.manifest.version)
@@ -131,8 +138,19 @@ def load_current(root: Path) -> SearchIndex | None:
     return SearchIndex.load(root / "versions" / version) if version else None
 
 
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+
+
 def _prune(versions: Path, keep: str) -> None:
-    """Delete all but the newest few versions (a server still on an old one has it in memory)."""
+    """Delete all but the newest few versions (a server still on an old one has it in memory),
+    and temporary folders left by builds that crashed more than an hour ago."""
+    for stale in versions.glob(".tmp-*"):
+        if stale.is_dir() and time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
     done = sorted(
         (p for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")),
         key=lambda p: p.name,

@@ -208,3 +208,25 @@ def test_unreadable_current_version_is_rebuilt(root: Path, fake_embedder: FakeEm
     assert result.changed
     assert fake_embedder.texts_embedded - before == result.passages + result.articles
     assert current_version(root) == result.version
+
+
+def test_truncated_manifest_is_rebuilt_and_stale_temp_folders_are_pruned(
+    root: Path, fake_embedder: FakeEmbedder
+) -> None:
+    import os
+    import time
+
+    first = build_index(small_kb_docs(), root, fake_embedder)
+    (first.path / "manifest.json").write_text("{}")  # a crash mid-write left an empty manifest
+    stale = root / "versions" / ".tmp-crashed"
+    stale.mkdir()
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    fresh = root / "versions" / ".tmp-building-now"
+    fresh.mkdir()
+
+    again = build_index(small_kb_docs(), root, fake_embedder)
+
+    assert again.changed and current_version(root) == again.version != first.version
+    assert not stale.exists()  # left by a crash an hour ago
+    assert fresh.exists()  # may belong to a build still running
