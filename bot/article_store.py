@@ -151,3 +151,22 @@ def published_docs(session: Session, public_url: str = "") -> list[IndexDoc]:
         )
         for a in rows
     ]
+
+
+def import_into(
+    database_url: str, articles: list[SourceArticle], public_url: str = ""
+) -> tuple[ImportReport, list[IndexDoc]]:
+    """Create the schema if needed, import ``articles`` and return the report and the published
+    articles as the indexer consumes them (the eval harness and tests start from files)."""
+    from bot.db import init_db, make_engine, make_sessionmaker
+
+    engine = make_engine(database_url)
+    try:
+        init_db(engine)
+        factory = make_sessionmaker(engine)
+        report = import_in_batches(factory, articles)
+        with session_scope(factory) as session:
+            docs = published_docs(session, public_url)
+    finally:
+        engine.dispose()
+    return report, docs

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bot.article_store import import_articles, published_docs
-from bot.db import init_db, make_engine, make_sessionmaker, session_scope
+from bot.article_store import import_into
 from bot.gate import Decision
 from bot.pipeline import IndexHolder, Pipeline, embedder_source
 from bot.settings import Settings
@@ -105,13 +104,7 @@ def prepare_index(
         return index_dir, True
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    engine = make_engine(f"sqlite:///{folder / 'articles.db'}")
-    init_db(engine)
-    with session_scope(make_sessionmaker(engine)) as session:
-        import_articles(session, dataset.articles)
-    with session_scope(make_sessionmaker(engine)) as session:
-        docs = published_docs(session)
-    engine.dispose()
+    _, docs = import_into(f"sqlite:///{folder / 'articles.db'}", dataset.articles)
     threads = os.cpu_count()
     if settings.embedder == "fake":
         embedder: Embedder = FakeEmbedder()

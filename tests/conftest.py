@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.app import create_app
-from bot.article_store import import_articles, published_docs
-from bot.db import init_db, make_engine, make_sessionmaker, session_scope
+from bot.article_store import import_into
+from bot.db import make_engine
 from bot.settings import Settings
 from indexer.articles import SourceArticle, load_path
 from indexer.build import build_index
@@ -73,13 +73,7 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
 
 def seed(settings: Settings, articles: list[SourceArticle], embedder) -> None:
     """Import ``articles`` into the settings' database and build the index."""
-    engine = make_engine(settings.database_url)
-    init_db(engine)
-    with session_scope(make_sessionmaker(engine)) as session:
-        import_articles(session, articles)
-    with session_scope(make_sessionmaker(engine)) as session:
-        docs = published_docs(session)
-    engine.dispose()
+    _, docs = import_into(settings.database_url, articles)
     build_index(docs, settings.index_dir, embedder, max_words=settings.passage_max_words)
 
 

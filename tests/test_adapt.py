@@ -12,8 +12,7 @@ from conftest import SMALL_KB, make_settings, wait_ready
 from fastapi.testclient import TestClient
 
 from bot.app import create_app
-from bot.article_store import import_articles, published_docs
-from bot.db import init_db, make_engine, make_sessionmaker, session_scope
+from bot.article_store import import_into
 from indexer.adapt import AdaptOptions, adapt, current_model, model_name, training_pairs
 from indexer.build import build_index
 from indexer.chunking import split_article
@@ -40,13 +39,7 @@ def test_training_pairs_come_from_the_articles_only():
 
 def test_adapt_saves_reuses_and_is_served(tmp_path):
     settings = make_settings(tmp_path, embedder="minilm", answer_threshold=0.5)
-    engine = make_engine(settings.database_url)
-    init_db(engine)
-    with session_scope(make_sessionmaker(engine)) as session:
-        import_articles(session, SMALL_KB)
-    with session_scope(make_sessionmaker(engine)) as session:
-        docs = published_docs(session)
-    engine.dispose()
+    _, docs = import_into(settings.database_url, SMALL_KB)
     models_root = settings.index_dir / "models"
     options = AdaptOptions(epochs=1)
 
