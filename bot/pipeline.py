@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 
 EmbedderSource = Callable[[str], Embedder] | Embedder
+RETRY_REFUSED_SECONDS = 30.0
 
 
 class IndexHolder:
@@ -42,7 +43,7 @@ class IndexHolder:
         self._embedders = embedders
         self.live: tuple[SearchIndex, Embedder] | None = None
         self.error: str | None = None
-        self._refused: str | None = None
+        self._refused: tuple[str, float] | None = None  # (version, when): retried later
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -74,8 +75,15 @@ class IndexHolder:
         if version is None:
             self.error = self.error or f"no index under {self.root}: run `supportbot index`"
             return False
-        if version == self._refused or (self.index and self.index.manifest.version == version):
+        if self.index and self.index.manifest.version == version:
             return False
+        refused = self._refused
+        if (
+            refused
+            and refused[0] == version
+            and time.monotonic() - refused[1] < RETRY_REFUSED_SECONDS
+        ):
+            return False  # e.g. its model is being restored: try again a bit later
         try:
             index = load_current(self.root)
         except Exception as exc:  # noqa: BLE001 - missing, half-copied or corrupt: keep the old one
@@ -87,7 +95,7 @@ class IndexHolder:
         try:
             embedder = self._embedder_for(index.manifest.model)
         except EmbedderUnavailable as exc:
-            self._refused = version
+            self._refused = (version, time.monotonic())
             self.error = f"index version {version} was built with {index.manifest.model}: {exc}"
             log.error(self.error)
             return False
@@ -98,7 +106,10 @@ class IndexHolder:
     def start_watching(self) -> None:
         def loop() -> None:
             while not self._stop.wait(self.check_seconds):
-                self.refresh()
+                try:
+                    self.refresh()
+                except Exception:  # the watcher must outlive any bad version
+                    log.exception("index refresh failed; keeping the current index")
 
         self._thread = threading.Thread(target=loop, name="index-watcher", daemon=True)
         self._thread.start()
@@ -124,6 +135,7 @@ def embedder_source(
                         raise EmbedderUnavailable(f"the embedder is {chosen.name}")
                     cache[name] = chosen
                 else:
+                    cache.clear()  # keep one model in memory: the live index's
                     cache[name] = load_named(
                         name,
                         settings.index_dir / "models",

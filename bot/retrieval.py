@@ -177,7 +177,10 @@ def _set_confidence(hits: list[ArticleHit]) -> None:
     if not hits:
         return
     top = hits[0]
-    runner_up = max((h.evidence for h in hits[1:]), default=0.0)
+    if len(hits) < 2:  # no rival to lead: a lead over nothing says nothing
+        top.confidence = top.evidence
+        return
+    runner_up = max(h.evidence for h in hits[1:])
     agree = (
         (top.dense > 0 and top.dense >= max(h.dense for h in hits))
         + (top.lexical > 0 and top.lexical >= max(h.lexical for h in hits))

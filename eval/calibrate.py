@@ -70,7 +70,8 @@ def choose(
     points: Sequence[dict], min_precision: float = 0.90, min_escalation_recall: float = 0.95
 ) -> dict | None:
     """The point with the highest deflection meeting both floors; ties go to the one that helps
-    more customers by clarifying, then to the higher escalation recall."""
+    more customers by clarifying, then to the higher escalation recall, the higher precision,
+    and the higher answer threshold."""
     ok = [
         p
         for p in points
@@ -85,7 +86,8 @@ def choose(
             round(p["deflection"] or 0, 6),
             round(p["assisted"] or 0, 6),
             p["escalation_recall"] or 0,
-            -p["answer_threshold"],
+            p["answered_precision"] or 0,
+            p["answer_threshold"],
         ),
     )
 

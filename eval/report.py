@@ -23,7 +23,7 @@ from eval.scoring import summarize, summarize_by_subset
 
 log = logging.getLogger(__name__)
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: `index` is keyed by model kind (base, adapted)
 
 
 def worst_misses(records: list[Record], n: int = 20) -> list[dict]:

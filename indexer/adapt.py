@@ -102,6 +102,8 @@ def adapt(
     name = model_name(passages, options)
     final = models_root / name
     started = time.perf_counter()
+    if (final / "adapted.json").exists() and not any(final.glob("*.safetensors")):
+        shutil.rmtree(final, ignore_errors=True)  # weights lost: train again
     if (final / "adapted.json").exists():
         if make_current:
             _point(models_root, name)

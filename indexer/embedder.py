@@ -134,8 +134,17 @@ def load_named(
         return MiniLMEmbedder(threads=threads, batch_size=batch_size)
     folder = models_root / name
     if name.startswith(MINILM_NAME + "+") and (folder / "adapted.json").is_file():
-        return MiniLMEmbedder(threads=threads, batch_size=batch_size, model_dir=folder, name=name)
+        try:
+            return MiniLMEmbedder(
+                threads=threads, batch_size=batch_size, model_dir=folder, name=name
+            )
+        except Exception as exc:  # half-copied or corrupt weights
+            raise EmbedderUnavailable(
+                f"the adapted model {folder} cannot be loaded ({exc.__class__.__name__}): run "
+                "`supportbot adapt` (or `supportbot adapt --reset`), then `supportbot index`"
+            ) from exc
     raise EmbedderUnavailable(
         f"the index was built with {name!r}, which is neither {MINILM_NAME} nor an adapted model "
-        f"under {models_root}: run `supportbot index` again"
+        f"under {models_root}: run `supportbot adapt` (or `supportbot adapt --reset`), then "
+        "`supportbot index`"
     )
