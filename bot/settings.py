@@ -82,7 +82,7 @@ class Settings(BaseSettings):
 
     # Gate
     answer_threshold: float = Field(
-        0.81,
+        0.82,
         description="Confidence (the top article's evidence plus its lead over the runner-up) "
         "at or above which the bot answers with the best passage. Default from the eval sweep.",
     )
