@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer.articles import LoadError, SourceArticle, load_jsonl
+from indexer.articles import LoadError, SourceArticle, jsonl_records, load_jsonl
 
 
 class DatasetError(ValueError):
@@ -71,15 +70,10 @@ def load_dataset(path: Path) -> Dataset:
             raise DatasetError(f"{path / name}: not found (a dataset folder holds {name})")
     articles, errors = load_jsonl(path / "articles.jsonl")
     questions: list[Question] = []
-    with (path / "questions.jsonl").open(encoding="utf-8-sig") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path / 'questions.jsonl'}:{n}"
-            try:
-                questions.append(_question(json.loads(line), where))
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{where}: not valid JSON ({exc.msg})") from exc
+    for where, data, problem in jsonl_records(path / "questions.jsonl"):
+        if problem:
+            raise DatasetError(f"{where}: {problem}")
+        questions.append(_question(data, where))
     if not questions:
         raise DatasetError(f"{path / 'questions.jsonl'}: no questions")
     known = {a.id for a in articles}

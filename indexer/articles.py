@@ -10,6 +10,7 @@ import csv
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -235,22 +236,31 @@ def load_faq(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
     return articles, errors
 
 
-def load_jsonl(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
-    """JSON Lines in the eval format: {id, title, body, url?, category?} per line."""
-    articles, errors = [], []
+def jsonl_records(path: Path) -> Iterator[tuple[str, object, str | None]]:
+    """(where, parsed value, error) for each non-blank line of a JSON Lines file; ``where`` is
+    path:line, and a line that is not valid JSON comes with the reason instead of a value."""
     with path.open(encoding="utf-8-sig") as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            where = f"{path}:{n}"
             try:
-                articles.append(make_article(json.loads(line), where))
+                yield f"{path}:{n}", json.loads(line), None
             except json.JSONDecodeError as exc:
-                errors.append(LoadError(where, f"not valid JSON ({exc.msg})"))
+                yield f"{path}:{n}", None, f"not valid JSON ({exc.msg})"
             except RecursionError:
-                errors.append(LoadError(where, "JSON nested too deeply"))
-            except InvalidArticle as exc:
-                errors.append(LoadError(where, str(exc)))
+                yield f"{path}:{n}", None, "JSON nested too deeply"
+
+
+def load_jsonl(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
+    """JSON Lines in the eval format: {id, title, body, url?, category?} per line."""
+    articles, errors = [], []
+    for where, data, problem in jsonl_records(path):
+        try:
+            if problem:
+                raise InvalidArticle(problem)
+            articles.append(make_article(data, where))
+        except InvalidArticle as exc:
+            errors.append(LoadError(where, str(exc)))
     return articles, errors
 
 

@@ -128,3 +128,11 @@ def test_unknown_variant_is_refused(env):
     data = write_dataset(env / "ds")
     result = invoke("eval", str(data), "--variant", "magic")
     assert result.exit_code == 1 and "unknown variant" in result.output
+
+
+def test_deeply_nested_question_line_is_a_clear_error(env):
+    data = write_dataset(env / "deep")
+    (data / "questions.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    result = invoke("eval", str(data), "--out", str(env / "o"), "--cache-dir", str(env / "c"))
+    assert result.exit_code == 1
+    assert "questions.jsonl:1: JSON nested too deeply" in result.output
