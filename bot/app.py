@@ -7,15 +7,24 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
 
+from bot.auth import session_secret
 from bot.db import init_db, make_engine, make_sessionmaker
+from bot.events import Broker
+from bot.events import install as install_events
+from bot.origins import OriginGuard
 from bot.pipeline import IndexHolder, Pipeline, embedder_source
-from bot.routes import chat, health
+from bot.routes import agent, chat, customers, health, helpcenter, widget
+from bot.routes.pages import STATIC_DIR
 from bot.settings import Settings
 from indexer.embedder import Embedder
 
@@ -52,6 +61,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.broker = Broker()
+        install_events(app.state.sessionmaker, app.state.broker)
         app.state.pipeline = None
         app.state.load_error = None
         app.state.loaded = threading.Event()
@@ -70,6 +81,27 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     )
     app.include_router(health.router)
     app.include_router(chat.router)
+    app.include_router(customers.router)
+    app.include_router(widget.router)
+    app.include_router(helpcenter.router)
+    app.include_router(agent.router)
+    app.mount("/widget/static", StaticFiles(directory=widget.STATIC_DIR), name="widget-static")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(settings.secret_key, settings.secret_key_file),
+        session_cookie="supportbot_session",
+        max_age=settings.session_max_age_seconds,
+        same_site="lax",
+        https_only=settings.https_cookies,
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "X-Conversation-Token", "X-Customer-Token"],
+    )
+    app.add_middleware(OriginGuard, allowed=settings.allowed_origins)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -77,6 +109,17 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         # JSON) cannot turn the 422 into a 500 while the response is encoded
         body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
         return Response(body, status_code=422, media_type="application/json")
+
+    @app.exception_handler(agent.SignInRequired)
+    async def _sign_in(request: Request, exc: agent.SignInRequired) -> Response:
+        if exc.wants_json:
+            return JSONResponse({"detail": "sign in first"}, status_code=401)
+        return RedirectResponse(f"/agent/login?next={quote(exc.next_url)}", status_code=303)
+
+    @app.exception_handler(agent.CsrfFailed)
+    async def _csrf(request: Request, exc: agent.CsrfFailed) -> Response:
+        detail = "the form has expired or did not come from this site; reload the page and retry"
+        return JSONResponse({"detail": detail}, status_code=403)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

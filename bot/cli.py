@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from bot.cli_users import users
 from bot.settings import Settings
 
 app = typer.Typer(help="supportbot: cited answers from your help center.", no_args_is_help=True)
@@ -266,6 +267,24 @@ def eval_cmd(
             write_env(chosen, write_settings)
             typer.echo(f"thresholds written to {write_settings}")
     typer.echo(f"report: {out / 'report.json'} and {out / 'report.html'}")
+
+
+@app.command("identity-token")
+def identity_token(
+    customer_id: Annotated[str, typer.Argument(help="Your system's id of the customer.")],
+    ttl: Annotated[int, typer.Option(help="Seconds until the token expires.")] = 3600,
+) -> None:
+    """Sign a customer id with SUPPORTBOT_IDENTITY_SECRET, as your server would (for trying
+    the widget's data-customer-token)."""
+    from bot.identity import sign_customer
+
+    settings = Settings()
+    if not settings.identity_secret:
+        _fail("set SUPPORTBOT_IDENTITY_SECRET first")
+    typer.echo(sign_customer(settings.identity_secret, customer_id, ttl))
+
+
+app.add_typer(users, name="user")
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.gate import Decision
+from bot.gate import REPLIES, Decision
 from bot.models import Conversation, Handoff, Message, utcnow
 from bot.pipeline import Pipeline
 
@@ -60,16 +60,28 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_conversation(session: Session) -> tuple[Conversation, str]:
+OFFLINE = (
+    "Nobody from our team is available right now. Leave your email address and we'll answer "
+    "you there as soon as we're back; your question stays here too."
+)
+
+
+def create_conversation(
+    session: Session, customer_id: str | None = None
+) -> tuple[Conversation, str]:
     """A new conversation and the secret token its client must present (only its hash is kept)."""
     token = secrets.token_urlsafe(32)
-    conv = Conversation(id=uuid.uuid4().hex, token_hash=hash_token(token), status="bot")
+    conv = Conversation(
+        id=uuid.uuid4().hex, token_hash=hash_token(token), status="bot", customer_id=customer_id
+    )
     session.add(conv)
     session.flush()
     return conv, token
 
 
-def get_conversation(session: Session, conversation_id: str, token: str | None) -> Conversation:
+def get_conversation(
+    session: Session, conversation_id: str, token: str | None, customer_id: str | None = None
+) -> Conversation:
     """The conversation, if ``token`` is its token (raises ConversationNotFound / NotAllowed).
 
     The row is locked for the rest of the transaction (FOR UPDATE on PostgreSQL; SQLite's
@@ -79,6 +91,8 @@ def get_conversation(session: Session, conversation_id: str, token: str | None) 
     conv = session.get(Conversation, conversation_id, with_for_update=True)
     if conv is None:
         raise ConversationNotFound(conversation_id)
+    if customer_id is not None and conv.customer_id == customer_id:
+        return conv  # a verified customer opening one of their own conversations
     if not token or not hmac.compare_digest(conv.token_hash, hash_token(token)):
         raise NotAllowed(conversation_id)
     return conv
@@ -117,18 +131,64 @@ def unhelpful_streak(session: Session, conv: Conversation) -> int:
     return streak
 
 
-def escalate(session: Session, conv: Conversation, reason: str) -> Handoff:
-    """Queue the conversation for a person and record the handoff."""
+def latest_handoff(conv: Conversation) -> Handoff | None:
+    return conv.handoffs[-1] if conv.handoffs else None
+
+
+def escalate(session: Session, conv: Conversation, reason: str, offline: bool = False) -> Handoff:
+    """Queue the conversation for a person and record the handoff (``offline``: nobody is there
+    now, so it is a ticket the team answers later)."""
     transition(session, conv, "queued")
-    handoff = Handoff(conversation=conv, status="queued", reason=reason)
+    handoff = Handoff(conversation=conv, status="queued", reason=reason, offline=offline)
     session.add(handoff)
     return handoff
 
 
+def request_person(session: Session, conv: Conversation, staffed: bool) -> Handoff:
+    """The customer pressed "Talk to a person"."""
+    if conv.status in ("queued", "agent"):
+        return latest_handoff(conv)
+    if conv.status == "closed":
+        transition(session, conv, "bot")
+    note = REPLIES["human_request"] if staffed else OFFLINE
+    session.add(Message(conversation=conv, role="bot", text=note, action="escalate"))
+    handoff = escalate(session, conv, "customer_button", offline=not staffed)
+    session.flush()
+    return handoff
+
+
+def _clarified_question(session: Session, conv: Conversation, article_id: str) -> str | None:
+    """The customer's question that the latest bot turn answered with a clarify offer naming
+    ``article_id`` (None when the offer is not the latest turn or did not name it)."""
+    recent = session.scalars(
+        select(Message)
+        .where(Message.conversation_id == conv.id, Message.role.in_(("customer", "bot")))
+        .order_by(Message.id.desc())
+        .limit(2)
+    ).all()
+    if len(recent) < 2 or recent[0].role != "bot" or recent[0].action != "clarify":
+        return None
+    if article_id not in {c.get("article_id") for c in recent[0].citations or []}:
+        return None
+    return recent[1].text
+
+
 def post_customer_message(
-    session: Session, conv: Conversation, text: str, pipeline: Pipeline | None
+    session: Session,
+    conv: Conversation,
+    text: str,
+    pipeline: Pipeline | None,
+    article_id: str | None = None,
+    staffed: bool = True,
 ) -> tuple[Message, Message | None, Decision | None]:
-    """Store the customer's message and, when the bot owns the conversation, the bot's reply."""
+    """Store the customer's message and, when the bot owns the conversation, the bot's reply.
+
+    ``article_id``: the customer picked this article from the bot's clarify offer, so the bot
+    answers the question that got the offer from it. ``staffed``: whether a person could take a
+    handoff now; if not, a handoff becomes an offline ticket and the customer is asked for an
+    email address.
+    """
+    question = _clarified_question(session, conv, article_id) if article_id else None
     if conv.status == "closed":
         transition(session, conv, "bot")
     customer = Message(conversation=conv, role="customer", text=text)
@@ -139,11 +199,14 @@ def post_customer_message(
         return customer, None, None
     if pipeline is None:
         raise ValueError("the bot owns this conversation but no pipeline was given")
-    decision = pipeline.reply(text, unhelpful_streak(session, conv))
+    decision = pipeline.answer_from(question, article_id) if question and article_id else None
+    if decision is None:
+        decision = pipeline.reply(text, unhelpful_streak(session, conv))
+    offline = decision.action == "escalate" and not staffed
     reply = Message(
         conversation=conv,
         role="bot",
-        text=decision.text,
+        text=OFFLINE if offline else decision.text,
         action=decision.action,
         confidence=decision.confidence,
         citations=decision.citations(),
@@ -151,6 +214,6 @@ def post_customer_message(
     )
     session.add(reply)
     if decision.action == "escalate":
-        escalate(session, conv, decision.reason)
+        escalate(session, conv, decision.reason, offline=offline)
     session.flush()
     return customer, reply, decision

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.migrations import migrate
 from bot.models import Base
 
 
@@ -42,8 +43,10 @@ def make_engine(url: str) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    """Create the tables that do not exist yet."""
+    """Create the tables that do not exist yet and bring older ones up to date."""
     Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        migrate(conn)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -8,8 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Path, Request
 from sqlalchemy.orm import Session
 
+from bot.auth import agents_online
 from bot.conversations import ConversationNotFound, NotAllowed, get_conversation
-from bot.models import Conversation
+from bot.hours import is_open, parse_hours, zone
+from bot.identity import IdentityError, verify_customer
+from bot.models import Conversation, utcnow
 from bot.pipeline import Pipeline
 from bot.settings import Settings
 
@@ -44,15 +47,33 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 
 
+def verified_customer(
+    settings: SettingsDep, x_customer_token: Annotated[str | None, Header()] = None
+) -> str | None:
+    """The customer id a signed X-Customer-Token vouches for (None when none was sent)."""
+    if not x_customer_token:
+        return None
+    try:
+        return verify_customer(
+            settings.identity_secret, x_customer_token, settings.identity_max_ttl_seconds
+        )
+    except IdentityError as exc:
+        raise HTTPException(401, str(exc)) from None
+
+
+CustomerDep = Annotated[str | None, Depends(verified_customer)]
+
+
 def current_conversation(
     conversation_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
     session: SessionDep,
+    customer_id: CustomerDep,
     x_conversation_token: Annotated[str | None, Header()] = None,
 ) -> Conversation:
-    if not x_conversation_token:
+    if not x_conversation_token and customer_id is None:
         raise HTTPException(401, "missing X-Conversation-Token header")
     try:
-        return get_conversation(session, conversation_id, x_conversation_token)
+        return get_conversation(session, conversation_id, x_conversation_token, customer_id)
     except ConversationNotFound:
         raise HTTPException(404, "conversation not found") from None
     except NotAllowed:
@@ -60,3 +81,14 @@ def current_conversation(
 
 
 ConversationDep = Annotated[Conversation, Depends(current_conversation)]
+
+
+def staffed(session: SessionDep, settings: SettingsDep) -> bool:
+    """Whether a person can take a handoff now: within business hours and someone online."""
+    schedule = parse_hours(settings.business_hours)
+    if not is_open(schedule, zone(settings.timezone), utcnow()):
+        return False
+    return agents_online(session, settings.agent_online_seconds) > 0
+
+
+StaffedDep = Annotated[bool, Depends(staffed)]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.gate import REPLIES, Decision, GateSettings, decide, pre_retrieval
-from bot.retrieval import RetrievalOptions, Retriever
+from bot.retrieval import ArticleHit, RetrievalOptions, Retriever
 from bot.settings import Settings
 from indexer.embedder import Embedder, EmbedderUnavailable, FakeEmbedder, load_named
 from indexer.store import SearchIndex, current_version, load_current
@@ -198,4 +198,32 @@ class Pipeline:
                 decision.scores["index_version"] = index.manifest.version
         decision.scores["reason"] = decision.reason
         decision.scores["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return decision
+
+    def search(self, text: str, limit: int = 10) -> list[ArticleHit]:
+        """The best articles for ``text`` (empty while no index is loaded)."""
+        live = self.holder.live
+        if live is None:
+            return []
+        index, embedder = live
+        return Retriever(index, embedder, self.options).search(text, limit=limit).hits
+
+    def answer_from(self, question: str, article_id: str) -> Decision | None:
+        """Answer ``question`` from the article the customer picked (None: not found for it)."""
+        started = time.perf_counter()
+        hits = self.search(question)
+        chosen = next((h for h in hits if h.article_id == article_id), None)
+        if chosen is None:
+            return None
+        scores = {"reason": "picked", "candidates": [chosen.scores()]}
+        decision = Decision(
+            "answer",
+            "picked",
+            chosen.passage["text"],
+            round(chosen.confidence, 4),
+            [chosen],
+            scores,
+        )
+        decision.ranking = hits
+        scores["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return decision

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -30,6 +31,12 @@ def _clean_text(value: str) -> str:
 class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(description="What the customer typed (1-2,000 characters).")
+    article_id: str | None = Field(
+        None,
+        max_length=128,
+        description="The article the customer picked from a clarify offer: the bot answers the "
+        "question it asked about with the best passage of this article.",
+    )
 
     @field_validator("text")
     @classmethod
@@ -63,6 +70,7 @@ class BotReply(BaseModel):
     confidence: float | None
     citations: list[Citation]
     conversation_status: str
+    handoff: HandoffPublic | None = None
 
 
 class FeedbackCreate(BaseModel):
@@ -84,13 +92,25 @@ class FeedbackPublic(BaseModel):
 
 class MessagePublic(BaseModel):
     id: int
-    role: str
+    conversation_id: str
+    role: Literal["customer", "bot", "agent", "system"]
     text: str
     action: str | None
     confidence: float | None
     citations: list[Citation]
     feedback: str | None
+    author: str | None = Field(None, description="The agent's display name (agent messages).")
     created_at: UtcDatetime
+
+
+class HandoffPublic(BaseModel):
+    status: Literal["queued", "claimed", "closed"]
+    offline: bool = Field(description="No one was available: the team replies later.")
+    contact_email_given: bool
+
+
+class CsatPublic(BaseModel):
+    score: int
 
 
 class Transcript(BaseModel):
@@ -98,3 +118,79 @@ class Transcript(BaseModel):
     status: str
     created_at: UtcDatetime
     messages: list[MessagePublic]
+    handoff: HandoffPublic | None = Field(None, description="The latest handoff, if any.")
+    csat: CsatPublic | None = Field(None, description="The rating given since the last close.")
+
+
+def message_public(m, feedback: str | None | bool = True) -> dict:
+    """A stored message as the API shows it (JSON-ready). ``feedback=None`` skips loading it."""
+    if feedback is True:
+        feedback = m.feedback.rating if m.feedback else None
+    return MessagePublic(
+        id=m.id,
+        conversation_id=m.conversation_id,
+        role=m.role,
+        text=m.text,
+        action=m.action,
+        confidence=m.confidence,
+        citations=m.citations or [],
+        feedback=feedback,
+        author=m.author,
+        created_at=m.created_at,
+    ).model_dump(mode="json")
+
+
+def handoff_public(h) -> dict:
+    return HandoffPublic(
+        status=h.status, offline=bool(h.offline), contact_email_given=bool(h.contact_email)
+    ).model_dump(mode="json")
+
+
+class EmailCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(max_length=320, description="Where the team can answer later.")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        value = _clean_text(value)
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError("not an email address")
+        return value
+
+
+class CsatCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    score: int = Field(ge=1, le=5, description="1 (very unhappy) to 5 (very happy).")
+    comment: str | None = Field(None, max_length=2000)
+
+    @field_validator("comment")
+    @classmethod
+    def _clean(cls, value: str | None) -> str | None:
+        return (_clean_text(value) or None) if value is not None else None
+
+
+class HandoffState(BaseModel):
+    conversation_status: str
+    handoff: HandoffPublic | None
+
+
+class ConversationSummary(BaseModel):
+    id: str
+    status: str
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    preview: str
+
+
+class Suggestion(BaseModel):
+    article_id: str
+    title: str
+    url: str
+
+
+class WidgetConfig(BaseModel):
+    title: str
+    greeting: str
+    color: str
+    suggestions: list[Suggestion]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.hours import parse_hours, zone
 
 
 class Settings(BaseSettings):
@@ -100,6 +103,92 @@ class Settings(BaseSettings):
         "rated thumbs-down) the next message is handed to a person.",
     )
     max_message_chars: int = Field(2000, description="Longest customer message accepted.")
+
+    # Widget
+    allowed_origins: list[str] = Field(
+        ["*"],
+        description="Sites that may embed the widget and call the chat API from the browser, as "
+        'a JSON list of origins, e.g. ["https://shop.example.com"]; ["*"] allows any site. '
+        "Sent as the widget page's CSP frame-ancestors; API calls from other origins get 403.",
+    )
+    widget_title: str = Field("Help", description="Widget title (a data-title attribute wins).")
+    widget_color: str = Field(
+        "#1a5fb4", description="Widget theme colour, #rrggbb (a data-color attribute wins)."
+    )
+    widget_greeting: str = Field(
+        "Hi! Ask me anything: I answer from our help center, and a person from our team can "
+        "join at any time.",
+        description="First message of a new conversation in the widget.",
+    )
+    widget_suggested_articles: list[str] = Field(
+        [],
+        description="Article ids offered under the greeting (JSON list); empty: the most cited "
+        "articles, or the first published ones.",
+    )
+    identity_secret: str = Field(
+        "",
+        description="Shared secret for signed customer identity (HMAC-SHA256); empty turns the "
+        "feature off. Your server signs the customer id; verified customers see their past "
+        "conversations.",
+    )
+    identity_max_ttl_seconds: int = Field(
+        7 * 24 * 3600,
+        description="Signed identity tokens must expire within this many seconds of now.",
+    )
+
+    # Agents and handoff
+    secret_key: str = Field(
+        "",
+        description="Key that signs the console's session cookies; empty: a random key is made "
+        "once and kept in secret_key_file.",
+    )
+    secret_key_file: Path = Field(
+        Path("data/secret_key"), description="Where the generated session key is kept."
+    )
+    session_max_age_seconds: int = Field(
+        12 * 3600, description="How long an agent stays signed in without signing in again."
+    )
+    https_cookies: bool = Field(
+        False, description="Send session cookies only over HTTPS (turn on behind TLS)."
+    )
+    business_hours: str = Field(
+        "",
+        description="When people answer chats, e.g. 'mon-fri 09:00-17:30; sat 10:00-14:00'; "
+        "empty: always. Outside these hours a handoff becomes an offline ticket.",
+    )
+    timezone: str = Field("UTC", description="Time zone of business_hours, e.g. Europe/Berlin.")
+    agent_online_seconds: int = Field(
+        90,
+        description="An agent counts as online for this long after the console was last open; "
+        "with nobody online a handoff becomes an offline ticket (the widget asks for an email).",
+    )
+
+    @field_validator("widget_color")
+    @classmethod
+    def _hex_colour(cls, value: str) -> str:
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+            raise ValueError("expected a colour like #1a5fb4")
+        return value
+
+    @field_validator("business_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        parse_hours(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r}: expected an origin like https://shop.example.com")
+        return [o.rstrip("/") for o in value]
 
 
 def get_settings() -> Settings:

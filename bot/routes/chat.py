@@ -2,30 +2,56 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from sqlalchemy import select
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
 
-from bot.conversations import create_conversation, post_customer_message
-from bot.deps import ConversationDep, SessionDep, SettingsDep, get_pipeline
+from bot.agent_actions import current_csat, leave_email, rate
+from bot.conversations import (
+    InvalidTransition,
+    create_conversation,
+    latest_handoff,
+    post_customer_message,
+    request_person,
+)
+from bot.db import session_scope
+from bot.deps import (
+    ConversationDep,
+    CustomerDep,
+    SessionDep,
+    SettingsDep,
+    StaffedDep,
+    get_pipeline,
+)
+from bot.events import conversation_topic
 from bot.models import Feedback, Message
 from bot.schemas import (
     BotReply,
     ConversationCreated,
+    CsatCreate,
+    CsatPublic,
+    EmailCreate,
     FeedbackCreate,
     FeedbackPublic,
+    HandoffState,
     MessageCreate,
-    MessagePublic,
     Transcript,
+    handoff_public,
+    message_public,
 )
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["chat"])
 
 
 @router.post("", status_code=201, response_model=ConversationCreated)
-def start_conversation(session: SessionDep) -> ConversationCreated:
-    """Start a conversation. Keep the returned token: every later call must send it."""
-    conv, token = create_conversation(session)
+def start_conversation(session: SessionDep, customer_id: CustomerDep) -> ConversationCreated:
+    """Start a conversation. Keep the returned token: every later call must send it. With a
+    signed X-Customer-Token the conversation is also the verified customer's."""
+    conv, token = create_conversation(session, customer_id)
     return ConversationCreated(id=conv.id, token=token, status=conv.status)
 
 
@@ -35,6 +61,7 @@ def send_message(
     conv: ConversationDep,
     session: SessionDep,
     settings: SettingsDep,
+    staffed: StaffedDep,
     request: Request,
 ) -> BotReply:
     """Send the customer's message; the bot answers, clarifies, escalates or (if a person owns
@@ -47,7 +74,10 @@ def send_message(
     # the model and index are needed only when the bot will reply: a customer can always write
     # to the person who owns the conversation
     pipeline = get_pipeline(request) if conv.status in ("bot", "closed") else None
-    customer, reply, _ = post_customer_message(session, conv, body.text, pipeline)
+    customer, reply, _ = post_customer_message(
+        session, conv, body.text, pipeline, article_id=body.article_id, staffed=staffed
+    )
+    handoff = latest_handoff(conv)
     return BotReply(
         message_id=reply.id if reply else None,
         customer_message_id=customer.id,
@@ -56,30 +86,104 @@ def send_message(
         confidence=reply.confidence if reply else None,
         citations=reply.citations if reply else [],
         conversation_status=conv.status,
+        handoff=handoff_public(handoff) if handoff else None,
     )
 
 
-@router.get("/{conversation_id}", response_model=Transcript)
-def read_transcript(conv: ConversationDep) -> Transcript:
-    """The whole conversation, oldest message first."""
+def _transcript(session, conv, after: int) -> Transcript:
+    handoff = latest_handoff(conv)
+    csat = current_csat(session, conv)
     return Transcript(
         id=conv.id,
         status=conv.status,
         created_at=conv.created_at,
-        messages=[
-            MessagePublic(
-                id=m.id,
-                role=m.role,
-                text=m.text,
-                action=m.action,
-                confidence=m.confidence,
-                citations=m.citations or [],
-                feedback=m.feedback.rating if m.feedback else None,
-                created_at=m.created_at,
-            )
-            for m in conv.messages
-        ],
+        messages=[message_public(m) for m in conv.messages if m.id > after],
+        handoff=handoff_public(handoff) if handoff else None,
+        csat={"score": csat.score} if csat else None,
     )
+
+
+@router.get("/{conversation_id}", response_model=Transcript)
+def read_transcript(
+    conv: ConversationDep,
+    session: SessionDep,
+    after: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="Only messages after this id.")
+    ] = 0,
+) -> Transcript:
+    """The conversation, oldest message first (``after``: only newer messages, for polling)."""
+    return _transcript(session, conv, after)
+
+
+@router.get("/{conversation_id}/events")
+async def conversation_events(
+    conv: ConversationDep,
+    request: Request,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+) -> EventSourceResponse:
+    """Server-sent events: ``message`` (a new message), ``status`` (the owner changed, with the
+    handoff), ``typing`` (an agent is typing). Messages after ``after`` are sent first."""
+    broker = request.app.state.broker
+    subscription = broker.subscribe(conversation_topic(conv.id))
+    # subscribe before reading what is stored, so nothing falls between the two
+    missed = await run_in_threadpool(_messages_after, request, conv.id, after)
+    return EventSourceResponse(
+        _stream(subscription, missed), ping=15, headers={"Cache-Control": "no-store"}
+    )
+
+
+def _messages_after(request: Request, conversation_id: str, after: int) -> list[dict]:
+    with session_scope(request.app.state.sessionmaker) as session:
+        rows = session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation_id, Message.id > after)
+            .order_by(Message.id)
+        )
+        return [{"type": "message", **message_public(m)} for m in rows] if after else []
+
+
+async def _stream(subscription, first: list[dict]):
+    try:
+        for event in first:
+            yield _sse(event)
+        while True:
+            yield _sse(await subscription.get())
+    finally:
+        subscription.close()
+
+
+def _sse(event: dict) -> ServerSentEvent:
+    data = {k: v for k, v in event.items() if k != "type"}
+    return ServerSentEvent(json.dumps(data), event=event["type"])
+
+
+@router.post("/{conversation_id}/handoff", response_model=HandoffState)
+def talk_to_a_person(
+    conv: ConversationDep, session: SessionDep, staffed: StaffedDep
+) -> HandoffState:
+    """The customer asks for a person (the widget's "Talk to a person" button)."""
+    handoff = request_person(session, conv, staffed)
+    return HandoffState(conversation_status=conv.status, handoff=handoff_public(handoff))
+
+
+@router.post("/{conversation_id}/contact", response_model=HandoffState)
+def leave_contact(body: EmailCreate, conv: ConversationDep, session: SessionDep) -> HandoffState:
+    """The customer's email address, so the team can answer an offline ticket later."""
+    try:
+        handoff = leave_email(session, conv, body.email)
+    except InvalidTransition as exc:
+        raise HTTPException(409, str(exc)) from None
+    return HandoffState(conversation_status=conv.status, handoff=handoff_public(handoff))
+
+
+@router.post("/{conversation_id}/csat", response_model=CsatPublic)
+def rate_conversation(body: CsatCreate, conv: ConversationDep, session: SessionDep) -> CsatPublic:
+    """The customer's 1-5 satisfaction rating of a closed conversation."""
+    try:
+        csat = rate(session, conv, body.score, body.comment)
+    except InvalidTransition as exc:
+        raise HTTPException(409, str(exc)) from None
+    return CsatPublic(score=csat.score)
 
 
 @router.post("/{conversation_id}/messages/{message_id}/feedback", response_model=FeedbackPublic)

@@ -1,0 +1,105 @@
+"""Console users: argon2 password hashes, sign-in, CSRF tokens, and who counts as online."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.models import User, utcnow
+
+ROLES = ("agent", "admin")
+_hasher = PasswordHasher()
+# verifying against this when the user does not exist costs the same time as a real check
+_DUMMY_HASH = _hasher.hash("not a password of anyone")
+USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,100}$")
+MIN_PASSWORD = 8
+
+
+class UserError(ValueError):
+    """A user that cannot be created as asked (bad name, short password, taken)."""
+
+
+def create_user(
+    session: Session, username: str, password: str, role: str = "agent", display_name: str = ""
+) -> User:
+    if not USERNAME.match(username):
+        raise UserError("username: 2-100 letters, digits and . _ @ -")
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"password: at least {MIN_PASSWORD} characters")
+    if role not in ROLES:
+        raise UserError(f"role: one of {', '.join(ROLES)}")
+    if session.scalar(select(User).where(func.lower(User.username) == username.lower())):
+        raise UserError(f"username {username!r} is taken")
+    user = User(
+        username=username,
+        display_name=display_name.strip() or username,
+        password_hash=_hasher.hash(password),
+        role=role,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def set_password(user: User, password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"password: at least {MIN_PASSWORD} characters")
+    user.password_hash = _hasher.hash(password)
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The active user with these credentials, else None (same cost either way)."""
+    user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.active:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def csrf_token(session_data: dict) -> str:
+    """The CSRF token of this browser session (made on first use)."""
+    token = session_data.get("csrf")
+    if not token:
+        token = session_data["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def csrf_ok(session_data: dict, given: str | None) -> bool:
+    expected = session_data.get("csrf")
+    return bool(expected and given and hmac.compare_digest(expected, given))
+
+
+def agents_online(session: Session, within_seconds: int, now: datetime | None = None) -> int:
+    """How many signed-in people had the console open in the last ``within_seconds``."""
+    since = (now or utcnow()) - timedelta(seconds=within_seconds)
+    return session.scalar(
+        select(func.count()).select_from(User).where(User.active, User.last_seen_at >= since)
+    )
+
+
+def session_secret(secret: str, path: Path) -> str:
+    """``secret`` if set, else a random key kept in ``path`` (made once, readable by us only)."""
+    if secret:
+        return secret
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(key)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return key
