@@ -64,6 +64,7 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
         "index_dir": tmp_path / "index",
         "embedder": "fake",
         "index_check_seconds": 0.2,
+        "secret_key_file": tmp_path / "secret_key",
         "answer_threshold": 0.5,
         "clarify_threshold": 0.3,
     }

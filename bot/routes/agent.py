@@ -181,36 +181,6 @@ def conversation(
     )
 
 
-@router.post("/conversations/{conversation_id}/{action}")
-def act(
-    request: Request,
-    conversation_id: ConversationId,
-    action: Annotated[str, Path(pattern="^(claim|release|handback|close)$")],
-    session: SessionDep,
-    agent: AgentDep,
-    _csrf: CsrfDep,
-) -> Response:
-    """Claim, release to the queue, hand back to the bot, or close."""
-    try:
-        conv = _load(session, conversation_id)
-        if action == "claim":
-            agent_actions.claim(session, conv, agent)
-        elif action == "release":
-            agent_actions.release(session, conv)
-        elif action == "handback":
-            agent_actions.hand_back(session, conv)
-        else:
-            agent_actions.close(session, conv)
-        session.flush()
-    except LookupError:
-        return _problem(request, 404, "conversation not found")
-    except InvalidTransition as exc:
-        return _problem(request, 409, str(exc))
-    if _wants_json(request):
-        return JSONResponse({"status": conv.status})
-    return RedirectResponse(f"/agent/conversations/{conversation_id}", status_code=303)
-
-
 @router.post("/conversations/{conversation_id}/reply")
 def send_reply(
     request: Request,
@@ -250,6 +220,36 @@ def typing(
         {"type": "typing", "role": "agent", "author": agent.display_name},
     )
     return Response(status_code=204)
+
+
+@router.post("/conversations/{conversation_id}/{action}")
+def act(
+    request: Request,
+    conversation_id: ConversationId,
+    action: Annotated[str, Path(pattern="^(claim|release|handback|close)$")],
+    session: SessionDep,
+    agent: AgentDep,
+    _csrf: CsrfDep,
+) -> Response:
+    """Claim, release to the queue, hand back to the bot, or close."""
+    try:
+        conv = _load(session, conversation_id)
+        if action == "claim":
+            agent_actions.claim(session, conv, agent)
+        elif action == "release":
+            agent_actions.release(session, conv)
+        elif action == "handback":
+            agent_actions.hand_back(session, conv)
+        else:
+            agent_actions.close(session, conv)
+        session.flush()
+    except LookupError:
+        return _problem(request, 404, "conversation not found")
+    except InvalidTransition as exc:
+        return _problem(request, 409, str(exc))
+    if _wants_json(request):
+        return JSONResponse({"status": conv.status})
+    return RedirectResponse(f"/agent/conversations/{conversation_id}", status_code=303)
 
 
 # --- JSON for the console's script -----------------------------------------------------------

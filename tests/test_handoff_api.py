@@ -1,0 +1,265 @@
+"""The handoff through the API and the console's forms: sign-in, CSRF, claim, reply, hand back,
+close, CSAT, offline tickets, business hours, and clarify picks (fake embedder)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import SMALL_KB, make_settings, seed, wait_ready
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from bot.app import create_app
+from bot.auth import create_user
+from bot.conversations import OFFLINE
+from bot.db import make_engine, make_sessionmaker, session_scope
+from bot.gate import REPLIES
+from bot.models import CsatResponse, Handoff, User
+from bot.settings import Settings
+
+API = "/api/v1/conversations"
+OFFTOPIC_Q = "xyzzy"
+CLARIFY_Q = "how much does express shipping cost"
+PASSWORD = "correct horse battery"
+
+
+def _add_user(settings: Settings, username: str = "alex", name: str = "Alex") -> None:
+    engine = make_engine(settings.database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        create_user(session, username, PASSWORD, "agent", name)
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, answer_threshold=0.72, clarify_threshold=0.2)
+
+
+@pytest.fixture
+def app_client(settings: Settings, fake_embedder):
+    seed(settings, SMALL_KB, fake_embedder)
+    _add_user(settings)
+    with TestClient(create_app(settings, embedder=fake_embedder)) as c:
+        wait_ready(c)
+        yield c
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, username: str = "alex", password: str = PASSWORD):
+    page = client.get("/agent/login")
+    return client.post(
+        "/agent/login",
+        data={"username": username, "password": password, "csrf_token": _csrf(page.text)},
+        follow_redirects=False,
+    )
+
+
+def start(client: TestClient, **headers) -> tuple[str, dict]:
+    created = client.post(API, headers=headers).json()
+    return created["id"], {"X-Conversation-Token": created["token"]}
+
+
+def test_console_needs_sign_in_and_refuses_a_wrong_password(app_client: TestClient) -> None:
+    assert (
+        app_client.get("/agent", follow_redirects=False)
+        .headers["location"]
+        .startswith("/agent/login")
+    )
+    assert app_client.get("/agent/api/articles").status_code == 401
+    bad = sign_in(app_client, password="wrong password")
+    assert bad.status_code == 400
+    assert "Wrong username or password" in bad.text
+    good = sign_in(app_client)
+    assert good.status_code == 303 and good.headers["location"] == "/agent"
+    assert "Queue" in app_client.get("/agent").text
+
+
+def test_login_and_actions_refuse_a_missing_csrf_token(app_client: TestClient) -> None:
+    app_client.get("/agent/login")
+    r = app_client.post("/agent/login", data={"username": "alex", "password": PASSWORD})
+    assert r.status_code == 403 and "detail" in r.json()
+    sign_in(app_client)
+    conv_id, _ = start(app_client)
+    r = app_client.post(f"/agent/conversations/{conv_id}/close", data={"csrf_token": "forged"})
+    assert r.status_code == 403
+
+
+def test_next_after_sign_in_stays_on_the_console(app_client: TestClient) -> None:
+    page = app_client.get("/agent/login")
+    r = app_client.post(
+        "/agent/login",
+        data={
+            "username": "alex",
+            "password": PASSWORD,
+            "csrf_token": _csrf(page.text),
+            "next": "//evil.example/agent",
+        },
+        follow_redirects=False,
+    )
+    assert r.headers["location"] == "/agent"
+
+
+def test_full_handoff_claim_reply_hand_back_close_and_csat(app_client: TestClient) -> None:
+    sign_in(app_client)  # an agent is online: the handoff is live, not an offline ticket
+    conv_id, auth = start(app_client)
+    reply = app_client.post(f"{API}/{conv_id}/messages", json={"text": OFFTOPIC_Q}, headers=auth)
+    body = reply.json()
+    assert body["action"] == "escalate" and body["conversation_status"] == "queued"
+    assert body["text"] == REPLIES["low_confidence"]
+    assert body["handoff"] == {"status": "queued", "offline": False, "contact_email_given": False}
+
+    queue = app_client.get("/agent").text
+    assert conv_id in queue and OFFTOPIC_Q in queue
+    page = app_client.get(f"/agent/conversations/{conv_id}")
+    assert "What the bot saw" in page.text or "low confidence" in page.text
+    csrf = _csrf(page.text)
+    json_headers = {"X-CSRF-Token": csrf, "Accept": "application/json"}
+
+    assert app_client.post(
+        f"/agent/conversations/{conv_id}/claim", headers=json_headers
+    ).json() == {"status": "agent"}
+    sent = app_client.post(
+        f"/agent/conversations/{conv_id}/reply",
+        data={"text": "Hi, I'm Alex. <b>hello</b>"},
+        headers=json_headers,
+    ).json()
+    assert "message" in sent, sent
+    assert sent["message"]["role"] == "agent" and sent["message"]["author"] == "Alex"
+
+    # the bot stays silent while the agent owns the conversation
+    quiet = app_client.post(f"{API}/{conv_id}/messages", json={"text": "thanks"}, headers=auth)
+    assert quiet.json()["action"] == "none"
+
+    transcript = app_client.get(f"{API}/{conv_id}", headers=auth).json()
+    roles = [(m["role"], m["text"]) for m in transcript["messages"]]
+    assert ("system", "Alex has joined the conversation.") in roles
+    assert ("agent", "Hi, I'm Alex. <b>hello</b>") in roles
+    assert transcript["handoff"]["status"] == "claimed"
+
+    # CSAT only once closed
+    assert (
+        app_client.post(f"{API}/{conv_id}/csat", json={"score": 5}, headers=auth).status_code == 409
+    )
+    app_client.post(f"/agent/conversations/{conv_id}/handback", headers=json_headers)
+    assert app_client.get(f"{API}/{conv_id}", headers=auth).json()["status"] == "bot"
+    app_client.post(f"/agent/conversations/{conv_id}/close", headers=json_headers)
+    closed = app_client.get(f"{API}/{conv_id}", headers=auth).json()
+    assert closed["status"] == "closed" and closed["csat"] is None
+    assert (
+        app_client.post(f"{API}/{conv_id}/csat", json={"score": 6}, headers=auth).status_code == 422
+    )
+    assert app_client.post(f"{API}/{conv_id}/csat", json={"score": 4}, headers=auth).json() == {
+        "score": 4
+    }
+    assert (
+        app_client.post(f"{API}/{conv_id}/csat", json={"score": 5}, headers=auth).status_code == 200
+    )
+    assert app_client.get(f"{API}/{conv_id}", headers=auth).json()["csat"] == {"score": 5}
+    engine = make_engine(app_client.app.state.settings.database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        assert [r.score for r in session.scalars(select(CsatResponse))] == [5]
+
+
+def test_polling_after_returns_only_newer_messages(app_client: TestClient) -> None:
+    conv_id, auth = start(app_client)
+    app_client.post(f"{API}/{conv_id}/messages", json={"text": "hello"}, headers=auth)
+    everything = app_client.get(f"{API}/{conv_id}", headers=auth).json()["messages"]
+    last = everything[-1]["id"]
+    assert app_client.get(f"{API}/{conv_id}?after={last}", headers=auth).json()["messages"] == []
+    newer = app_client.get(f"{API}/{conv_id}?after={everything[0]['id']}", headers=auth).json()
+    assert [m["id"] for m in newer["messages"]] == [m["id"] for m in everything[1:]]
+
+
+def test_no_agent_online_makes_an_offline_ticket_that_takes_an_email(
+    app_client: TestClient,
+) -> None:
+    conv_id, auth = start(app_client)
+    body = app_client.post(
+        f"{API}/{conv_id}/messages", json={"text": OFFTOPIC_Q}, headers=auth
+    ).json()
+    assert body["text"] == OFFLINE
+    assert body["handoff"]["offline"] is True
+    bad = app_client.post(f"{API}/{conv_id}/contact", json={"email": "not-an-email"}, headers=auth)
+    assert bad.status_code == 422
+    ok = app_client.post(
+        f"{API}/{conv_id}/contact", json={"email": "ada@example.com"}, headers=auth
+    )
+    assert ok.json()["handoff"]["contact_email_given"] is True
+    transcript = app_client.get(f"{API}/{conv_id}", headers=auth).json()
+    assert "ada@example.com" in transcript["messages"][-1]["text"]
+    sign_in(app_client)
+    queue = app_client.get("/agent").text
+    assert "Offline tickets" in queue and "ada@example.com" in queue
+
+
+def test_outside_business_hours_a_handoff_is_offline_even_with_agents_online(
+    tmp_path: Path, fake_embedder
+) -> None:
+    today = datetime.now(UTC).strftime("%a").lower()
+    # open only on another day of the week
+    other = {"mon": "wed", "tue": "thu", "wed": "fri", "thu": "sat", "fri": "sun"}.get(today, "tue")
+    settings = make_settings(tmp_path, business_hours=f"{other} 00:00-24:00")
+    seed(settings, SMALL_KB, fake_embedder)
+    _add_user(settings)
+    with TestClient(create_app(settings, embedder=fake_embedder)) as client:
+        wait_ready(client)
+        sign_in(client)
+        conv_id, auth = start(client)
+        r = client.post(f"{API}/{conv_id}/handoff", headers=auth).json()
+        assert r["conversation_status"] == "queued" and r["handoff"]["offline"] is True
+
+
+def test_talk_to_a_person_button_queues_once(app_client: TestClient) -> None:
+    sign_in(app_client)
+    conv_id, auth = start(app_client)
+    first = app_client.post(f"{API}/{conv_id}/handoff", headers=auth).json()
+    second = app_client.post(f"{API}/{conv_id}/handoff", headers=auth).json()
+    assert first["conversation_status"] == second["conversation_status"] == "queued"
+    engine = make_engine(app_client.app.state.settings.database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        assert len(session.scalars(select(Handoff)).all()) == 1
+
+
+def test_clarify_pick_answers_from_the_chosen_article(app_client: TestClient) -> None:
+    conv_id, auth = start(app_client)
+    offer = app_client.post(
+        f"{API}/{conv_id}/messages", json={"text": CLARIFY_Q}, headers=auth
+    ).json()
+    assert offer["action"] == "clarify"
+    option = offer["citations"][-1]
+    picked = app_client.post(
+        f"{API}/{conv_id}/messages",
+        json={"text": option["title"], "article_id": option["article_id"]},
+        headers=auth,
+    ).json()
+    assert picked["action"] == "answer"
+    assert picked["citations"][0]["article_id"] == option["article_id"]
+
+
+def test_agent_sees_the_last_seen_time_and_counts_as_online(app_client: TestClient) -> None:
+    sign_in(app_client)
+    app_client.get("/agent")
+    engine = make_engine(app_client.app.state.settings.database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        user = session.scalar(select(User).where(User.username == "alex"))
+        seen = (
+            user.last_seen_at.replace(tzinfo=UTC)
+            if user.last_seen_at.tzinfo is None
+            else user.last_seen_at
+        )
+        assert datetime.now(UTC) - seen < timedelta(minutes=1)
+
+
+def test_article_search_for_reply_links(app_client: TestClient) -> None:
+    sign_in(app_client)
+    found = app_client.get("/agent/api/articles", params={"q": "password reset"}).json()
+    assert found and found[0]["id"] == "reset-password"
+    assert found[0]["url"].startswith("http://testserver/help/articles/")
