@@ -22,11 +22,15 @@ data: setup  ## import kb_articles/ into the database and build the index
 run: data
 	$(BIN)/supportbot serve
 
-system-deps:  ## PostgreSQL server binaries for the storage tests (Debian package)
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+system-deps:  ## Debian packages the tests use: PostgreSQL server, Chromium for the browser tests
+	@PKGS=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || PKGS="$$PKGS postgresql"; \
+	[ -x /usr/bin/chromium ] || PKGS="$$PKGS chromium chromium-driver"; \
+	if [ -n "$$PKGS" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing Debian packages:$$PKGS"; \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$PKGS >/dev/null; \
 	fi
 
 test: data system-deps
