@@ -26,8 +26,10 @@ class OriginGuard:
         if scope["type"] == "http" and not self.allow_all and scope["path"].startswith(GUARDED):
             headers = dict(scope["headers"])
             origin = headers.get(b"origin", b"").decode("latin-1")
-            own = f"{scope.get('scheme', 'http')}://{headers.get(b'host', b'').decode('latin-1')}"
-            if origin and origin != own and origin not in self.allowed:
+            # same origin: the Origin's host is the one the request was sent to (compared without
+            # the scheme, which a TLS-terminating proxy changes on the way in)
+            same = origin.partition("://")[2] == headers.get(b"host", b"").decode("latin-1")
+            if origin and not same and origin not in self.allowed:
                 body = json.dumps({"detail": f"origin {origin} may not use this chat"}).encode()
                 await send(
                     {

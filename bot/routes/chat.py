@@ -18,7 +18,6 @@ from bot.conversations import (
     post_customer_message,
     request_person,
 )
-from bot.db import session_scope
 from bot.deps import (
     ConversationDep,
     CustomerDep,
@@ -118,28 +117,28 @@ def read_transcript(
 @router.get("/{conversation_id}/events")
 async def conversation_events(
     conv: ConversationDep,
+    session: SessionDep,
     request: Request,
     after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> EventSourceResponse:
     """Server-sent events: ``message`` (a new message), ``status`` (the owner changed, with the
     handoff), ``typing`` (an agent is typing). Messages after ``after`` are sent first."""
-    broker = request.app.state.broker
-    subscription = broker.subscribe(conversation_topic(conv.id))
-    # subscribe before reading what is stored, so nothing falls between the two
-    missed = await run_in_threadpool(_messages_after, request, conv.id, after)
+    subscription = request.app.state.broker.subscribe(conversation_topic(conv.id))
+    # subscribed before reading what is stored, so nothing falls between the two; read with the
+    # request's own session (a second one would wait for this one's SQLite write lock)
+    missed = await run_in_threadpool(_messages_after, session, conv.id, after) if after else []
     return EventSourceResponse(
         _stream(subscription, missed), ping=15, headers={"Cache-Control": "no-store"}
     )
 
 
-def _messages_after(request: Request, conversation_id: str, after: int) -> list[dict]:
-    with session_scope(request.app.state.sessionmaker) as session:
-        rows = session.scalars(
-            select(Message)
-            .where(Message.conversation_id == conversation_id, Message.id > after)
-            .order_by(Message.id)
-        )
-        return [{"type": "message", **message_public(m)} for m in rows] if after else []
+def _messages_after(session, conversation_id: str, after: int) -> list[dict]:
+    rows = session.scalars(
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.id > after)
+        .order_by(Message.id)
+    )
+    return [{"type": "message", **message_public(m)} for m in rows]
 
 
 async def _stream(subscription, first: list[dict]):

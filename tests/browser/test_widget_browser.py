@@ -6,8 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser.conftest import AGENT_PASSWORD, SCREENSHOTS
 from playwright.sync_api import Page, expect
+
+from browser.conftest import AGENT_PASSWORD, SCREENSHOTS
+
+expect.set_options(timeout=10_000)
 
 from bot.db import make_engine, make_sessionmaker, session_scope
 from bot.models import Article
@@ -164,9 +167,11 @@ def test_xss_in_messages_and_articles_stays_inert(browser, site) -> None:
         agent = sign_in_agent(agent_ctx, site)
         page = customer_ctx.new_page()
         frame = open_widget(page, site)
-        ask(frame, payload)
-        expect(frame.locator('.sb-msg[data-role="customer"]').last).to_contain_text("<script>")
-        frame.locator("#sb-handoff").click()
+        ask(frame, payload)  # off-topic as well: handed over at once
+        expect(frame.locator('.sb-msg[data-role="customer"]').last).to_contain_text(
+            "<script>", timeout=15000
+        )
+        expect(frame.locator("#sb-handoff")).to_be_disabled(timeout=15000)
         row = agent.locator("#queue tr").filter(has_text="onerror").first
         expect(row).to_be_visible(timeout=15000)
         row.get_by_role("link").click()
@@ -203,7 +208,10 @@ def test_a_site_not_allowed_cannot_frame_the_widget(context, site) -> None:
 
 def test_mobile_layout_fills_the_screen(browser, site) -> None:
     ctx = browser.new_context(
-        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
     )
     try:
         page = ctx.new_page()
