@@ -160,3 +160,47 @@ def test_index_twice_says_unchanged_and_rebuilds_after_an_edit(kb: Path) -> None
     third = invoke("index")
     assert "index built" in third.stdout
     assert "(1 texts embedded, 4 reused)" in third.stdout  # 2 passages + 2 titles reused
+
+
+def test_user_add_then_sign_in_with_that_password(env: Path) -> None:
+    from bot.auth import authenticate
+    from bot.db import make_engine, make_sessionmaker, session_scope
+    from bot.settings import Settings
+
+    made = runner.invoke(
+        app,
+        ["user", "add", "dana", "--role", "admin", "--name", "Dana K", "--password-stdin"],
+        input="a long enough password\n",
+    )
+    assert made.exit_code == 0, made.output
+    assert "dana (admin, shown as 'Dana K')" in made.output
+    listed = invoke("user", "list")
+    assert "dana\tadmin\tDana K" in listed.output
+    engine = make_engine(Settings().database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        assert authenticate(session, "dana", "a long enough password").display_name == "Dana K"
+        assert authenticate(session, "dana", "wrong password") is None
+    engine.dispose()
+
+
+def test_user_add_refuses_short_passwords_taken_names_and_bad_roles(env: Path) -> None:
+    short = runner.invoke(app, ["user", "add", "eve", "--password-stdin"], input="short\n")
+    assert_clean_failure(short, "at least 8 characters")
+    runner.invoke(app, ["user", "add", "eve", "--password-stdin"], input="long password 1\n")
+    again = runner.invoke(
+        app, ["user", "add", "EVE", "--password-stdin"], input="long password 2\n"
+    )
+    assert_clean_failure(again, "taken")
+    role = runner.invoke(
+        app, ["user", "add", "zed", "--role", "boss", "--password-stdin"], input="long password 3\n"
+    )
+    assert_clean_failure(role, "role")
+
+
+def test_identity_token_needs_a_secret_and_verifies(env: Path, monkeypatch) -> None:
+    from bot.identity import verify_customer
+
+    assert_clean_failure(invoke("identity-token", "cust-1"), "SUPPORTBOT_IDENTITY_SECRET")
+    monkeypatch.setenv("SUPPORTBOT_IDENTITY_SECRET", "shh")
+    token = invoke("identity-token", "cust-1", "--ttl", "60").output.strip()
+    assert verify_customer("shh", token, 3600) == "cust-1"

@@ -34,8 +34,11 @@ def _add_user(settings: Settings, username: str = "alex", name: str = "Alex") ->
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path, answer_threshold=0.72, clarify_threshold=0.2)
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """Every test here runs on SQLite and on a real PostgreSQL server."""
+    return make_settings(
+        tmp_path, database_url=db_url, answer_threshold=0.72, clarify_threshold=0.2
+    )
 
 
 @pytest.fixture
