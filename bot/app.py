@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
-from bot.auth import session_secret
+from bot.auth import LoginThrottle, session_secret
 from bot.db import init_db, make_engine, make_sessionmaker
 from bot.events import Broker
 from bot.events import install as install_events
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.broker = Broker()
+        app.state.login_throttle = LoginThrottle()
         install_events(app.state.sessionmaker, app.state.broker)
         app.state.pipeline = None
         app.state.load_error = None

@@ -103,3 +103,32 @@ def session_secret(secret: str, path: Path) -> str:
     tmp.chmod(0o600)
     tmp.replace(path)
     return key
+
+
+class LoginThrottle:
+    """Slows password guessing: after ``limit`` failed sign-ins for one username or one address
+    within ``window`` seconds, further attempts are refused until the window has passed."""
+
+    def __init__(self, limit: int = 5, window: float = 900.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, []) if now - t < self.window]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def blocked(self, keys: list[str], now: float) -> bool:
+        return any(len(self._recent(k, now)) >= self.limit for k in keys)
+
+    def failed(self, keys: list[str], now: float) -> None:
+        for key in keys:
+            self._failures.setdefault(key, []).append(now)
+
+    def succeeded(self, keys: list[str]) -> None:
+        for key in keys:
+            self._failures.pop(key, None)

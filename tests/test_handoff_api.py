@@ -266,3 +266,10 @@ def test_article_search_for_reply_links(app_client: TestClient) -> None:
     found = app_client.get("/agent/api/articles", params={"q": "password reset"}).json()
     assert found and found[0]["id"] == "reset-password"
     assert found[0]["url"].startswith("http://testserver/help/articles/")
+
+
+def test_repeated_wrong_passwords_are_throttled(app_client: TestClient) -> None:
+    for _ in range(5):
+        assert sign_in(app_client, password="guess guess").status_code == 400
+    blocked = sign_in(app_client)  # even the right password waits now
+    assert blocked.status_code == 429 and "Too many failed sign-ins" in blocked.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Annotated
 from urllib.parse import quote
 
@@ -16,7 +17,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from bot import agent_actions
-from bot.auth import authenticate, csrf_ok, csrf_token
+from bot.auth import LoginThrottle, authenticate, csrf_ok, csrf_token
 from bot.conversations import InvalidTransition, latest_handoff
 from bot.db import session_scope
 from bot.deps import SessionDep, SettingsDep
@@ -102,11 +103,22 @@ def login(
     password: Annotated[str, Form(max_length=1000)],
     next: Annotated[str, Form(max_length=500)] = "/agent",
 ) -> Response:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    keys = [
+        f"user:{username.strip().lower()}",
+        f"ip:{request.client.host if request.client else ''}",
+    ]
+    now = time.monotonic()
+    context = {"csrf": csrf_token(request.session), "next": _safe_next(next)}
+    if throttle.blocked(keys, now):
+        context["error"] = "Too many failed sign-ins. Wait 15 minutes and try again."
+        return page(request, "agent/login.html", context, status_code=429)
     user = authenticate(session, username.strip(), password)
     if user is None:
-        context = {"csrf": csrf_token(request.session), "next": _safe_next(next)}
+        throttle.failed(keys, now)
         context["error"] = "Wrong username or password."
         return page(request, "agent/login.html", context, status_code=400)
+    throttle.succeeded(keys[:1])
     request.session.clear()  # a new session: nothing from before sign-in carries over
     request.session["user_id"] = user.id
     csrf_token(request.session)
