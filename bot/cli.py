@@ -131,7 +131,7 @@ def adapt_cmd(
     result = adapt(
         passages,
         models_root,
-        AdaptOptions(epochs=epochs),
+        AdaptOptions(epochs=epochs, learning_rate=settings.adapt_learning_rate),
         threads=os.cpu_count(),
         progress=sys.stderr.isatty(),
     )

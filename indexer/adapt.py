@@ -39,8 +39,8 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 class AdaptOptions:
     """Training settings; part of the adapted model's name, so a change trains a new model."""
 
-    epochs: int = 3
-    learning_rate: float = 3e-5
+    epochs: int = 1
+    learning_rate: float = 1e-4
     batch_size: int = 32
     max_seq_length: int = 128
     temperature: float = 0.05

@@ -136,3 +136,17 @@ def test_deeply_nested_question_line_is_a_clear_error(env):
     result = invoke("eval", str(data), "--out", str(env / "o"), "--cache-dir", str(env / "c"))
     assert result.exit_code == 1
     assert "questions.jsonl:1: JSON nested too deeply" in result.output
+
+
+def test_adapted_index_cache_key_follows_every_training_setting(env):
+    from bot.settings import Settings
+    from eval.dataset import load_dataset
+    from eval.runner import adapt_options, cache_key
+
+    dataset = load_dataset(write_dataset(env / "ds"))
+    base = Settings(embedder="minilm")
+    faster = base.model_copy(update={"adapt_learning_rate": 5e-4})
+    assert adapt_options(faster).learning_rate == 5e-4
+    assert cache_key(dataset, base, "adapted") != cache_key(dataset, faster, "adapted")
+    # the base model's index does not depend on how adaptation would train
+    assert cache_key(dataset, base, "base") == cache_key(dataset, faster, "base")
