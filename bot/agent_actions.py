@@ -8,22 +8,26 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.conversations import InvalidTransition, latest_handoff, transition
+from bot.conversations import InvalidTransition, escalate, latest_handoff, transition
 from bot.models import Conversation, CsatResponse, Handoff, Message, User, utcnow
 
 
-def claim(session: Session, conv: Conversation, agent: User) -> Handoff:
-    """Take a queued conversation (an agent may also take over one another agent holds)."""
+def claim(session: Session, conv: Conversation, agent: User, take_over: bool = False) -> Handoff:
+    """Take a queued conversation. One another agent holds is refused unless ``take_over``
+    (an explicit choice, so two agents clicking Claim at once cannot both get it)."""
     handoff = latest_handoff(conv)
-    if conv.status != "queued" and not (conv.status == "agent" and handoff is not None):
-        raise InvalidTransition(f"only queued conversations can be claimed (it is {conv.status})")
-    note = None
-    if conv.status == "agent":
+    if conv.status == "agent" and handoff is not None:
         if handoff.agent == agent.username:
             return handoff
-        note = f"{agent.display_name} has taken over the conversation."
+        if not take_over:
+            raise InvalidTransition(f"{handoff.agent} is already handling this conversation")
         conv.status = "queued"  # agent -> agent by way of the queue, with one notice
-    transition(session, conv, "agent", note or f"{agent.display_name} has joined the conversation.")
+        note = f"{agent.display_name} has taken over the conversation."
+    elif conv.status == "queued" and handoff is not None:
+        note = f"{agent.display_name} has joined the conversation."
+    else:
+        raise InvalidTransition(f"only queued conversations can be claimed (it is {conv.status})")
+    transition(session, conv, "agent", note)
     handoff.status = "claimed"
     handoff.agent = agent.username
     handoff.claimed_at = utcnow()
@@ -31,15 +35,13 @@ def claim(session: Session, conv: Conversation, agent: User) -> Handoff:
 
 
 def reply(session: Session, conv: Conversation, agent: User, text: str) -> Message:
-    """The agent's message to the customer; replying to a queued conversation claims it."""
+    """The agent's message to the customer. Replying to a queued conversation claims it; one that
+    another agent holds must be taken over first."""
     if conv.status == "closed":
         raise InvalidTransition("the conversation is closed; the customer can reopen it")
-    if conv.status in ("queued", "bot"):
-        if conv.status == "bot":  # the agent steps into a conversation the bot holds
-            from bot.conversations import escalate
-
-            escalate(session, conv, "agent_joined")
-        claim(session, conv, agent)
+    if conv.status == "bot":  # the agent steps into a conversation the bot holds
+        escalate(session, conv, "agent_joined")
+    claim(session, conv, agent)
     message = Message(conversation=conv, role="agent", text=text, author=agent.display_name)
     session.add(message)
     conv.updated_at = utcnow()
@@ -48,7 +50,11 @@ def reply(session: Session, conv: Conversation, agent: User, text: str) -> Messa
 
 
 def hand_back(session: Session, conv: Conversation) -> None:
-    """Give the conversation back to the bot."""
+    """Give a conversation a person holds (or is waiting for) back to the bot."""
+    if conv.status not in ("queued", "agent"):
+        raise InvalidTransition(
+            f"only a handed-over conversation can go back (it is {conv.status})"
+        )
     transition(session, conv, "bot")
     _close_handoff(conv)
 

@@ -102,7 +102,9 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         allow_methods=["GET", "POST"],
         allow_headers=["Content-Type", "X-Conversation-Token", "X-Customer-Token"],
     )
-    app.add_middleware(OriginGuard, allowed=settings.allowed_origins)
+    app.add_middleware(
+        OriginGuard, allowed=settings.allowed_origins, public_url=settings.public_url
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -137,7 +137,7 @@ class Settings(BaseSettings):
         "conversations.",
     )
     identity_max_ttl_seconds: int = Field(
-        7 * 24 * 3600,
+        24 * 3600,
         description="Signed identity tokens must expire within this many seconds of now.",
     )
 

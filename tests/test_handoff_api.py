@@ -122,7 +122,7 @@ def test_full_handoff_claim_reply_hand_back_close_and_csat(app_client: TestClien
     queue = app_client.get("/agent").text
     assert conv_id in queue and OFFTOPIC_Q in queue
     page = app_client.get(f"/agent/conversations/{conv_id}")
-    assert "What the bot saw" in page.text or "low confidence" in page.text
+    assert "escalate" in page.text and "low confidence" in page.text
     csrf = _csrf(page.text)
     json_headers = {"X-CSRF-Token": csrf, "Accept": "application/json"}
 
@@ -273,3 +273,110 @@ def test_repeated_wrong_passwords_are_throttled(app_client: TestClient) -> None:
         assert sign_in(app_client, password="guess guess").status_code == 400
     blocked = sign_in(app_client)  # even the right password waits now
     assert blocked.status_code == 429 and "Too many failed sign-ins" in blocked.text
+
+
+def _agent_client(app_client: TestClient, username: str, name: str) -> TestClient:
+    """A second browser: its own cookies, the same app."""
+    _add_user(app_client.app.state.settings, username, name)
+    other = TestClient(app_client.app)
+    sign_in(other, username)
+    return other
+
+
+def test_a_claimed_conversation_is_not_claimed_again_without_taking_over(
+    app_client: TestClient,
+) -> None:
+    sign_in(app_client)
+    bea = _agent_client(app_client, "bea", "Bea")
+    conv_id, auth = start(app_client)
+    app_client.post(f"{API}/{conv_id}/handoff", headers=auth)
+    alex_csrf = _csrf(app_client.get(f"/agent/conversations/{conv_id}").text)
+    bea_csrf = _csrf(bea.get(f"/agent/conversations/{conv_id}").text)
+    alex = {"X-CSRF-Token": alex_csrf, "Accept": "application/json"}
+    bea_h = {"X-CSRF-Token": bea_csrf, "Accept": "application/json"}
+    assert app_client.post(f"/agent/conversations/{conv_id}/claim", headers=alex).status_code == 200
+    second = bea.post(f"/agent/conversations/{conv_id}/claim", headers=bea_h)
+    assert second.status_code == 409 and "alex is already handling" in second.json()["detail"]
+    reply = bea.post(f"/agent/conversations/{conv_id}/reply", data={"text": "hi"}, headers=bea_h)
+    assert reply.status_code == 409
+    taken = bea.post(f"/agent/conversations/{conv_id}/takeover", headers=bea_h)
+    assert taken.status_code == 200
+    assert (
+        bea.post(
+            f"/agent/conversations/{conv_id}/reply", data={"text": "Bea here"}, headers=bea_h
+        ).json()["message"]["author"]
+        == "Bea"
+    )
+    texts = [m["text"] for m in app_client.get(f"{API}/{conv_id}", headers=auth).json()["messages"]]
+    assert "Bea has taken over the conversation." in texts
+    bea.post(f"/agent/conversations/{conv_id}/close", headers=bea_h)
+    again = bea.post(f"/agent/conversations/{conv_id}/handback", headers=bea_h)
+    assert again.status_code == 409  # a closed conversation is not reopened by the console
+
+
+def test_signing_out_stops_counting_the_agent_as_online(app_client: TestClient) -> None:
+    sign_in(app_client)
+    csrf = _csrf(app_client.get("/agent").text)
+    app_client.post("/agent/logout", data={"csrf_token": csrf})
+    conv_id, auth = start(app_client)
+    handoff = app_client.post(f"{API}/{conv_id}/handoff", headers=auth).json()["handoff"]
+    assert handoff["offline"] is True
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/help/articles/a%00b",
+        "/help/categories/a%00",
+        "/help/search?q=a%00b",
+        "/agent/api/articles?q=%00",
+    ],
+)
+def test_nul_characters_in_addresses_are_a_400(app_client: TestClient, path: str) -> None:
+    r = app_client.get(path)
+    assert r.status_code == 400 and "NUL" in r.json()["detail"]
+
+
+def test_nul_in_the_sign_in_form_is_just_a_wrong_password(app_client: TestClient) -> None:
+    assert sign_in(app_client, username="al\x00ex").status_code in (303, 400)
+
+
+def test_event_streams_need_the_right_token_or_a_session(app_client: TestClient) -> None:
+    conv_id, _ = start(app_client)
+    assert app_client.get(f"{API}/{conv_id}/events").status_code == 401
+    wrong = {"X-Conversation-Token": "not the token"}
+    assert app_client.get(f"{API}/{conv_id}/events", headers=wrong).status_code == 403
+    signed_out = app_client.get("/agent/events", follow_redirects=False)
+    assert signed_out.status_code == 303 and "/agent/login" in signed_out.headers["location"]
+
+
+def test_console_stream_keeps_the_agent_online_and_ends_when_disabled(
+    app_client: TestClient, monkeypatch
+) -> None:
+    import threading
+    import time
+
+    from bot.routes import agent as agent_routes
+
+    monkeypatch.setattr(agent_routes, "SEEN_EVERY", 0.1)
+    sign_in(app_client)
+    engine = make_engine(app_client.app.state.settings.database_url)
+    factory = make_sessionmaker(engine)
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    with session_scope(factory) as session:
+        session.scalar(select(User).where(User.username == "alex")).last_seen_at = old
+
+    def disable_later() -> None:
+        time.sleep(0.6)
+        with session_scope(factory) as session:
+            session.scalar(select(User).where(User.username == "alex")).active = False
+
+    threading.Thread(target=disable_later).start()
+    with app_client.stream("GET", "/agent/events") as stream:
+        assert stream.status_code == 200
+        for _ in stream.iter_lines():  # ends by itself once the account is disabled
+            pass
+    with session_scope(factory) as session:
+        seen = session.scalar(select(User).where(User.username == "alex")).last_seen_at
+        assert seen.replace(tzinfo=UTC) > old.replace(tzinfo=UTC) + timedelta(days=365)
+    engine.dispose()

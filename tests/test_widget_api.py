@@ -56,6 +56,21 @@ def test_api_refuses_other_origins_and_allows_the_listed_one(shop_client: TestCl
     assert shop_client.post(API).status_code == 201  # not a browser: no Origin header
 
 
+def test_public_url_origin_passes_behind_a_proxy(tmp_path: Path, fake_embedder) -> None:
+    settings = make_settings(
+        tmp_path,
+        allowed_origins=["https://Shop.Example"],
+        public_url="https://support.example.com/",
+    )
+    seed(settings, SMALL_KB, fake_embedder)
+    with TestClient(create_app(settings, embedder=fake_embedder)) as client:
+        # a proxy forwards Host: 127.0.0.1:8000 while the browser is on the public name
+        proxied = {"Origin": "https://support.example.com", "Host": "127.0.0.1:8000"}
+        assert client.post(API, headers=proxied).status_code == 201
+        assert client.post(API, headers={"Origin": "https://shop.example"}).status_code == 201
+        assert client.post(API, headers={"Origin": "https://evil.example"}).status_code == 403
+
+
 def test_frame_page_allows_only_listed_sites_to_embed_it(shop_client: TestClient) -> None:
     page = shop_client.get("/widget/frame", params={"title": "Shop help", "color": "#ff0000"})
     csp = page.headers["content-security-policy"]

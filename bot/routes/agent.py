@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from bot import agent_actions
@@ -29,6 +30,7 @@ from bot.schemas import message_public
 
 router = APIRouter(prefix="/agent", tags=["agent console"], include_in_schema=False)
 ConversationId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+SEEN_EVERY = 30.0  # seconds between "still online" stamps while the console's stream is open
 
 
 class SignInRequired(Exception):
@@ -103,6 +105,7 @@ def login(
     password: Annotated[str, Form(max_length=1000)],
     next: Annotated[str, Form(max_length=500)] = "/agent",
 ) -> Response:
+    username, password = username.replace("\x00", ""), password.replace("\x00", "")
     throttle: LoginThrottle = request.app.state.login_throttle
     keys = [
         f"user:{username.strip().lower()}",
@@ -127,7 +130,11 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, _csrf: CsrfDep) -> Response:
+def logout(request: Request, session: SessionDep, _csrf: CsrfDep) -> Response:
+    user_id = request.session.get("user_id")
+    user = session.get(User, user_id) if isinstance(user_id, int) else None
+    if user is not None:
+        user.last_seen_at = None  # no longer counted as online
     request.session.clear()
     return RedirectResponse("/agent/login", status_code=303)
 
@@ -238,16 +245,16 @@ def typing(
 def act(
     request: Request,
     conversation_id: ConversationId,
-    action: Annotated[str, Path(pattern="^(claim|release|handback|close)$")],
+    action: Annotated[str, Path(pattern="^(claim|takeover|release|handback|close)$")],
     session: SessionDep,
     agent: AgentDep,
     _csrf: CsrfDep,
 ) -> Response:
-    """Claim, release to the queue, hand back to the bot, or close."""
+    """Claim (refused if someone has it), take over, release to the queue, hand back, close."""
     try:
         conv = _load(session, conversation_id)
-        if action == "claim":
-            agent_actions.claim(session, conv, agent)
+        if action in ("claim", "takeover"):
+            agent_actions.claim(session, conv, agent, take_over=action == "takeover")
         elif action == "release":
             agent_actions.release(session, conv)
         elif action == "handback":
@@ -316,32 +323,45 @@ def find_articles(
 
 @router.get("/events")
 async def console_events(request: Request, agent: AgentDep) -> EventSourceResponse:
-    """Every conversation event, for the queue and open conversations; keeps the agent online."""
+    """Every conversation event, for the queue and open conversations. While it is open the
+    agent counts as online (refreshed every 30 s); it ends when the account is disabled."""
     subscription = request.app.state.broker.subscribe(CONSOLE)
     agent_id = agent.id
     sessions = request.app.state.sessionmaker
 
-    def seen() -> None:
+    def still_here() -> bool:
         with session_scope(sessions) as session:
             user = session.get(User, agent_id)
-            if user is not None:
-                user.last_seen_at = utcnow()
+            if user is None or not user.active:
+                return False
+            user.last_seen_at = utcnow()
+            return True
 
     async def stream():
         try:
+            refreshed = time.monotonic()
             while True:
+                wait = max(0.0, SEEN_EVERY - (time.monotonic() - refreshed))
                 try:
-                    event = await asyncio.wait_for(subscription.get(), 30)
+                    event = await asyncio.wait_for(subscription.get(), wait)
                 except TimeoutError:
-                    await run_in_threadpool(seen)
-                    yield ServerSentEvent(comment="still here")
-                    continue
-                data = {k: v for k, v in event.items() if k != "type"}
-                yield ServerSentEvent(json.dumps(data), event=event["type"])
+                    event = None
+                if time.monotonic() - refreshed >= SEEN_EVERY:
+                    if not await run_in_threadpool(still_here):
+                        return
+                    refreshed = time.monotonic()
+                if event is not None:
+                    data = {k: v for k, v in event.items() if k != "type"}
+                    yield ServerSentEvent(json.dumps(data), event=event["type"])
         finally:
             subscription.close()
 
-    return EventSourceResponse(stream(), ping=15, headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(
+        stream(),
+        ping=15,
+        headers={"Cache-Control": "no-store"},
+        background=BackgroundTask(subscription.close),  # also when the stream never started
+    )
 
 
 def _problem(request: Request, status: int, detail: str) -> Response:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from sqlalchemy import select
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from bot.agent_actions import current_csat, leave_email, rate
@@ -126,9 +127,16 @@ async def conversation_events(
     subscription = request.app.state.broker.subscribe(conversation_topic(conv.id))
     # subscribed before reading what is stored, so nothing falls between the two; read with the
     # request's own session (a second one would wait for this one's SQLite write lock)
-    missed = await run_in_threadpool(_messages_after, session, conv.id, after) if after else []
+    try:
+        missed = await run_in_threadpool(_messages_after, session, conv.id, after) if after else []
+    except BaseException:
+        subscription.close()
+        raise
     return EventSourceResponse(
-        _stream(subscription, missed), ping=15, headers={"Cache-Control": "no-store"}
+        _stream(subscription, missed),
+        ping=15,
+        headers={"Cache-Control": "no-store"},
+        background=BackgroundTask(subscription.close),  # also when the stream never started
     )
 
 

@@ -52,7 +52,15 @@
 
   function setStatus(status) {
     const el = document.getElementById("conv-status");
-    if (el && status) el.textContent = status;
+    if (!el || !status || el.textContent === status) return;
+    el.textContent = status;
+    // the actions depend on the status: reload them, unless that would lose a draft reply
+    const draft = document.getElementById("reply-text");
+    if (draft && !draft.value.trim()) {
+      location.reload();
+    } else if (liveState) {
+      liveState.textContent = "The status changed to " + status + ": reload for its actions.";
+    }
   }
 
   async function refreshQueue() {
@@ -61,6 +69,12 @@
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
     const fresh = doc.getElementById("queue");
     if (fresh) queue.replaceChildren(...Array.from(fresh.childNodes).map((n) => document.importNode(n, true)));
+    // a short summary for screen readers, instead of re-reading the tables
+    const status = document.getElementById("queue-status");
+    const freshStatus = doc.getElementById("queue-status");
+    if (status && freshStatus && status.textContent !== freshStatus.textContent) {
+      status.textContent = freshStatus.textContent;
+    }
   }
 
   async function poll() {
@@ -138,9 +152,9 @@
       const data = await r.json();
       if (!r.ok) throw new Error(typeof data.detail === "string" ? data.detail : "could not send");
       addMessage(data.message);
-      setStatus(data.status);
       textarea.value = "";
       if (liveState) liveState.textContent = "Sent.";
+      setStatus(data.status);
     } catch (err) {
       if (liveState) liveState.textContent = "Not sent: " + err.message;
     } finally {
