@@ -23,7 +23,16 @@ from bot.events import Broker
 from bot.events import install as install_events
 from bot.origins import OriginGuard
 from bot.pipeline import IndexHolder, Pipeline, embedder_source
-from bot.routes import agent, chat, customers, health, helpcenter, widget
+from bot.routes import (
+    admin_gaps,
+    admin_metrics,
+    agent,
+    chat,
+    customers,
+    health,
+    helpcenter,
+    widget,
+)
 from bot.routes.pages import STATIC_DIR
 from bot.settings import Settings
 from indexer.embedder import Embedder
@@ -86,6 +95,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.include_router(widget.router)
     app.include_router(helpcenter.router)
     app.include_router(agent.router)
+    app.include_router(admin_metrics.router)
+    app.include_router(admin_gaps.router)
     app.mount("/widget/static", StaticFiles(directory=widget.STATIC_DIR), name="widget-static")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(
@@ -118,6 +129,10 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         if exc.wants_json:
             return JSONResponse({"detail": "sign in first"}, status_code=401)
         return RedirectResponse(f"/agent/login?next={quote(exc.next_url)}", status_code=303)
+
+    @app.exception_handler(agent.AdminRequired)
+    async def _admin_only(request: Request, exc: agent.AdminRequired) -> Response:
+        return JSONResponse({"detail": "only admins (support leads) may do this"}, status_code=403)
 
     @app.exception_handler(agent.CsrfFailed)
     async def _csrf(request: Request, exc: agent.CsrfFailed) -> Response:

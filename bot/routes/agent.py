@@ -69,7 +69,18 @@ async def check_csrf(request: Request) -> None:
         raise CsrfFailed()
 
 
+class AdminRequired(Exception):
+    """A signed-in agent asked for a support lead's page or API."""
+
+
+def current_admin(agent: Annotated[User, Depends(current_agent)]) -> User:
+    if agent.role != "admin":
+        raise AdminRequired()
+    return agent
+
+
 AgentDep = Annotated[User, Depends(current_agent)]
+AdminDep = Annotated[User, Depends(current_admin)]
 CsrfDep = Annotated[None, Depends(check_csrf)]
 
 
