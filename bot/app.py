@@ -23,10 +23,13 @@ from bot.events import Broker
 from bot.events import install as install_events
 from bot.origins import OriginGuard
 from bot.pipeline import IndexHolder, Pipeline, embedder_source
+from bot.reindex import Reindexer
 from bot.routes import (
+    admin_articles,
     admin_gaps,
     admin_metrics,
     agent,
+    api_articles,
     chat,
     customers,
     health,
@@ -51,6 +54,7 @@ def _load(app: FastAPI, settings: Settings, embedder: Embedder | None) -> None:
         )
         holder.refresh()
         state.pipeline = Pipeline.from_settings(settings, holder)
+        state.reindexer = Reindexer(state.sessionmaker, holder, settings)
         holder.start_watching()
     except Exception as exc:
         log.exception("could not load the model or the index")
@@ -74,12 +78,15 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         app.state.login_throttle = LoginThrottle()
         install_events(app.state.sessionmaker, app.state.broker)
         app.state.pipeline = None
+        app.state.reindexer = None
         app.state.load_error = None
         app.state.loaded = threading.Event()
         threading.Thread(target=_load, args=(app, settings, embedder), daemon=True).start()
         yield
         if app.state.pipeline is not None:
             app.state.pipeline.holder.stop()
+        if app.state.reindexer is not None:
+            app.state.reindexer.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -95,6 +102,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.include_router(widget.router)
     app.include_router(helpcenter.router)
     app.include_router(agent.router)
+    app.include_router(admin_articles.router)
+    app.include_router(api_articles.router)
     app.include_router(admin_metrics.router)
     app.include_router(admin_gaps.router)
     app.mount("/widget/static", StaticFiles(directory=widget.STATIC_DIR), name="widget-static")

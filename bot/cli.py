@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from bot.cli_users import users
+from bot.cli_users import tokens, users
 from bot.settings import Settings
 
 app = typer.Typer(help="supportbot: cited answers from your help center.", no_args_is_help=True)
@@ -284,7 +284,41 @@ def identity_token(
     typer.echo(sign_customer(settings.identity_secret, customer_id, ttl))
 
 
+@app.command()
+def export(
+    folder: Annotated[Path, typer.Argument(help="Folder to write <id>.md files into.")],
+    status: Annotated[
+        str | None, typer.Option(help="Only articles with this status (draft|published|archived).")
+    ] = None,
+) -> None:
+    """Write every article as Markdown with front matter (what `supportbot import` reads back)."""
+    from sqlalchemy import select
+
+    from bot.article_admin import to_markdown
+    from bot.db import init_db, make_engine, make_sessionmaker, session_scope
+    from bot.models import Article
+
+    if status not in (None, "draft", "published", "archived"):
+        _fail(f"--status must be draft, published or archived, not {status!r}")
+    if folder.exists() and not folder.is_dir():
+        _fail(f"{folder}: exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(Settings().database_url)
+    init_db(engine)
+    count = 0
+    with session_scope(make_sessionmaker(engine)) as session:
+        query = select(Article).order_by(Article.id)
+        if status:
+            query = query.where(Article.status == status)
+        for article in session.scalars(query):
+            (folder / f"{article.id}.md").write_text(to_markdown(article), encoding="utf-8")
+            count += 1
+    engine.dispose()
+    typer.echo(f"exported {count} articles to {folder}")
+
+
 app.add_typer(users, name="user")
+app.add_typer(tokens, name="token")
 
 
 def main() -> None:

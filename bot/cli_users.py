@@ -106,3 +106,58 @@ def disable(username: str) -> None:
             raise typer.Exit(1)
         user.active = False
     typer.echo(f"{username} disabled")
+
+
+tokens = typer.Typer(help="REST API tokens (they act as an admin account).", no_args_is_help=True)
+
+
+@tokens.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="What the token is for, e.g. 'cms-sync'.")],
+    user: Annotated[str, typer.Option(help="The admin account the token acts as.")],
+) -> None:
+    """Make a token; it is printed once and only its hash is kept."""
+    from sqlalchemy import select
+
+    from bot.api_tokens import create_token
+    from bot.db import session_scope
+    from bot.models import User
+
+    with session_scope(_sessions()) as session:
+        account = session.scalar(select(User).where(User.username == user))
+        if account is None or account.role != "admin":
+            typer.secho(f"error: {user!r} is not an admin account", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+        token, secret = create_token(session, account, name)
+        number = token.id
+    typer.echo(f"token {number} for {user}: {secret}")
+    typer.echo("Keep it now: it is not shown again. Send it as 'Authorization: Bearer <token>'.")
+
+
+@tokens.command("list")
+def token_list() -> None:
+    """Tokens, with their account and last use."""
+    from sqlalchemy import select
+
+    from bot.db import session_scope
+    from bot.models import ApiToken
+
+    with session_scope(_sessions()) as session:
+        for t in session.scalars(select(ApiToken).order_by(ApiToken.id)):
+            state = "revoked" if t.revoked else f"last used {t.last_used_at or 'never'}"
+            typer.echo(f"{t.id}\t{t.name}\t{t.user.username}\t{state}")
+
+
+@tokens.command("revoke")
+def token_revoke(number: int) -> None:
+    """Stop a token from working."""
+    from bot.db import session_scope
+    from bot.models import ApiToken
+
+    with session_scope(_sessions()) as session:
+        token = session.get(ApiToken, number)
+        if token is None:
+            typer.secho(f"error: no token {number}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+        token.revoked = True
+    typer.echo(f"token {number} revoked")
