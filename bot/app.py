@@ -27,7 +27,9 @@ from bot.reindex import Reindexer
 from bot.routes import (
     admin_articles,
     admin_gaps,
+    admin_import,
     admin_metrics,
+    admin_try,
     agent,
     api_articles,
     chat,
@@ -104,6 +106,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.include_router(agent.router)
     app.include_router(admin_articles.router)
     app.include_router(api_articles.router)
+    app.include_router(admin_import.router)
+    app.include_router(admin_try.router)
     app.include_router(admin_metrics.router)
     app.include_router(admin_gaps.router)
     app.mount("/widget/static", StaticFiles(directory=widget.STATIC_DIR), name="widget-static")

@@ -420,7 +420,8 @@ def _top_articles(
     if not top:
         return []
     ids = [article_id for article_id, _ in top]
-    titles = dict(session.execute(select(Article.id, Article.title).where(Article.id.in_(ids))))
+    found = session.execute(select(Article.id, Article.title).where(Article.id.in_(ids)))
+    titles: dict[str, str] = dict(found.all())
     return [
         CitedArticle(
             article_id, titles.get(article_id, cited_titles[article_id]), n, article_id in titles

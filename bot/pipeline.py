@@ -183,11 +183,18 @@ class Pipeline:
     def ready(self) -> bool:
         return self.holder.live is not None
 
-    def reply(self, text: str, unhelpful_streak: int = 0) -> Decision:
+    def reply(
+        self,
+        text: str,
+        unhelpful_streak: int = 0,
+        live: tuple[SearchIndex, Embedder] | None = None,
+    ) -> Decision:
+        """The decision for ``text`` (``live``: another index and embedder than the held one,
+        e.g. the live index with a draft in it, to try a question)."""
         started = time.perf_counter()
         decision = pre_retrieval(text, unhelpful_streak, self.gate)
         if decision is None:
-            live = self.holder.live  # read once: the index and its embedder belong together
+            live = live or self.holder.live  # read once: index and embedder belong together
             if live is None:
                 decision = Decision("escalate", "no_index", REPLIES["no_index"], 0.0)
             else:

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import json
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -25,6 +26,8 @@ MARKDOWN_SUFFIXES = {".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 FAQ_SUFFIXES = {".yaml", ".yml", ".csv"}
 JSONL_SUFFIXES = {".jsonl"}
+ZENDESK_SUFFIXES = {".json"}  # a Zendesk Help Center articles export
+ZIP_SUFFIXES = {".zip"}
 # Longest values the store's columns hold (bot/models.py). Checked here so that SQLite, which ignores
 # lengths, and PostgreSQL accept the same articles, and a reject names the field.
 MAX_CHARS = {"title": 500, "question": 500, "tags": 100, "updated": 40, "url": 1000}
@@ -275,7 +278,12 @@ def load_path(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
     for file in files:
         suffix = file.suffix.lower()
         if file.name.startswith(".") or suffix not in (
-            MARKDOWN_SUFFIXES | HTML_SUFFIXES | FAQ_SUFFIXES | JSONL_SUFFIXES
+            MARKDOWN_SUFFIXES
+            | HTML_SUFFIXES
+            | FAQ_SUFFIXES
+            | JSONL_SUFFIXES
+            | ZENDESK_SUFFIXES
+            | ZIP_SUFFIXES
         ):
             if not path.is_dir():
                 errors.append(
@@ -287,6 +295,16 @@ def load_path(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
                 articles.append(load_markdown(file))
             elif suffix in HTML_SUFFIXES:
                 articles.append(load_html(file))
+            elif suffix in ZIP_SUFFIXES:
+                found, bad = _load_zip(file)
+                articles.extend(found)
+                errors.extend(bad)
+            elif suffix in ZENDESK_SUFFIXES:
+                from indexer.zendesk import load_zendesk
+
+                found, bad = load_zendesk(file)
+                articles.extend(found)
+                errors.extend(bad)
             else:
                 loader = load_faq if suffix in FAQ_SUFFIXES else load_jsonl
                 found, bad = loader(file)
@@ -297,6 +315,25 @@ def load_path(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
         except Exception as exc:  # noqa: BLE001 - one unreadable file never stops the others
             errors.append(LoadError(str(file), f"could not read: {exc.__class__.__name__}: {exc}"))
     return _drop_duplicates(articles, errors)
+
+
+def _load_zip(file: Path) -> tuple[list[SourceArticle], list[LoadError]]:
+    """The articles in a zip, their sources named ``archive.zip:inner/path``."""
+    from indexer.archives import UnsafeArchive, unpack
+
+    with tempfile.TemporaryDirectory(prefix="supportbot-zip-") as tmp:
+        try:
+            unpack(file, Path(tmp))
+        except UnsafeArchive as exc:
+            return [], [LoadError(str(file), str(exc))]
+        found, bad = load_path(Path(tmp))
+
+    def inside(source: str) -> str:
+        return f"{file}:{source[len(tmp) + 1 :]}" if source.startswith(tmp) else source
+
+    for item in [*found, *bad]:
+        item.source = inside(item.source)
+    return found, bad
 
 
 def _drop_duplicates(

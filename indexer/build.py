@@ -65,6 +65,33 @@ def build_index(
             (datetime.now(UTC) - started).total_seconds(),
         )
 
+    index, embedded = assemble(docs, passages, rows, digest, chunking, embedder, previous, progress)
+    path = index.save(root)
+    return BuildResult(
+        index.manifest.version,
+        path,
+        len(rows),
+        len(docs),
+        embedded,
+        len(rows) + len(docs) - embedded,
+        True,
+        (datetime.now(UTC) - started).total_seconds(),
+    )
+
+
+def assemble(
+    docs: list[IndexDoc],
+    passages: list,
+    rows: list[dict],
+    digest: str,
+    chunking: dict,
+    embedder: Embedder,
+    previous: SearchIndex | None,
+    progress: bool = False,
+) -> tuple[SearchIndex, int]:
+    """An in-memory index of ``passages``, embedding only texts ``previous`` does not hold;
+    returns it and how many texts were embedded."""
+    bm25_k1, bm25_b = chunking["bm25_k1"], chunking["bm25_b"]
     titles = [
         {"article_id": d.article_id, "title": d.title, "hash": passage_hash(d.title, embedder.name)}
         for d in docs
@@ -120,17 +147,24 @@ def build_index(
         titles,
         title_matrix,
     )
-    path = index.save(root)
-    return BuildResult(
-        manifest.version,
-        path,
-        len(rows),
-        len(docs),
-        len(todo),
-        len(text_of) - len(todo),
-        True,
-        (datetime.now(UTC) - started).total_seconds(),
-    )
+    return index, len(todo)
+
+
+def in_memory_index(
+    docs: list[IndexDoc],
+    embedder: Embedder,
+    previous: SearchIndex | None,
+    max_words: int = 120,
+    bm25_k1: float = 0.9,
+    bm25_b: float = 0.4,
+) -> SearchIndex:
+    """An index of ``docs`` that is never written, embedding only what ``previous`` lacks
+    (e.g. the live index plus one draft, for trying a question against it)."""
+    chunking = {"max_words": max_words, "bm25_k1": bm25_k1, "bm25_b": bm25_b}
+    passages = [p for doc in docs for p in split_article(doc, max_words, embedder.name)]
+    rows = [p.to_dict() for p in passages]
+    digest = fingerprint(rows, embedder.name, chunking)
+    return assemble(docs, passages, rows, digest, chunking, embedder, previous)[0]
 
 
 def _load_previous(root: Path) -> SearchIndex | None:

@@ -66,6 +66,10 @@ def duration(seconds: float | None) -> str:
     return f"{days} d {hours} h"
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _timing(d: Durations, unit: str) -> str:
     if not d.count:
         return f"no {unit} in this period"
@@ -82,7 +86,7 @@ def cards(m: Metrics) -> list[dict[str, str]]:
         ("deflection", "Deflection rate", percent(t.deflection_rate),
          f"{t.deflected} of {t.engaged} conversations"),
         ("handoff_rate", "Handoff rate", percent(t.handoff_rate),
-         f"{t.handed_off} of {t.engaged} conversations; {t.offline_tickets} offline tickets"),
+         f"{t.handed_off} of {t.engaged} conversations; {_plural(t.offline_tickets, 'offline ticket')}"),
         ("csat", "CSAT average", csat, f"{t.csat_count} responses"),
         ("feedback", "Feedback ratio", percent(t.feedback_ratio),
          f"{t.feedback_up} up, {t.feedback_down} down"),
@@ -155,7 +159,7 @@ def outcome_chart(m: Metrics) -> dict[str, str]:
     )
     if busiest.conversations:
         alt += f" The busiest day was {busiest.day} with {busiest.conversations}."
-    return {"src": _png(fig), "alt": alt}
+    return {"src": _png(fig), "alt": alt, "title": "Conversations per day, by outcome"}
 
 
 def deflection_chart(m: Metrics) -> dict[str, str]:
@@ -178,7 +182,7 @@ def deflection_chart(m: Metrics) -> dict[str, str]:
         )
     else:
         alt += "no day had a customer message."
-    return {"src": _png(fig), "alt": alt}
+    return {"src": _png(fig), "alt": alt, "title": "Deflection rate per day"}
 
 
 # --- routes ----------------------------------------------------------------------------------

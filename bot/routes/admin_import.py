@@ -1,0 +1,90 @@
+"""Uploading articles (Markdown files or a zip, HTML, CSV/YAML FAQ, Zendesk JSON export) and
+downloading every article as a zip of Markdown files with front matter."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+from starlette.datastructures import UploadFile
+
+from bot.article_admin import to_markdown
+from bot.article_store import import_articles
+from bot.auth import csrf_token
+from bot.deps import SessionDep
+from bot.models import Article
+from bot.routes.admin_articles import request_reindex
+from bot.routes.agent import AdminDep, CsrfDep
+from bot.routes.pages import page
+from indexer.articles import load_path
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+MAX_FILES = 500
+
+
+@router.get("/import", response_class=HTMLResponse)
+def import_page(request: Request, agent: AdminDep) -> HTMLResponse:
+    context = {"agent": agent, "csrf": csrf_token(request.session), "report": None}
+    return page(request, "admin/import.html", context)
+
+
+@router.post("/import", response_class=HTMLResponse)
+async def upload(
+    request: Request,
+    session: SessionDep,
+    agent: AdminDep,
+    _csrf: CsrfDep,
+    background: BackgroundTasks,
+) -> HTMLResponse:
+    """Import what was uploaded; each bad file or item is listed, the rest imported."""
+    form = await request.form(max_files=MAX_FILES, max_part_size=MAX_UPLOAD_BYTES)
+    files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
+    context = {"agent": agent, "csrf": csrf_token(request.session), "report": None, "error": None}
+    if not files:
+        context["error"] = "Choose one or more files to upload."
+        return page(request, "admin/import.html", context, status_code=422)
+    total = 0
+    with tempfile.TemporaryDirectory(prefix="supportbot-upload-") as tmp:
+        folder = Path(tmp)
+        for n, upload_file in enumerate(files):
+            name = Path(upload_file.filename.replace("\\", "/")).name or f"upload-{n}"
+            data = await upload_file.read(MAX_UPLOAD_BYTES + 1)
+            total += len(data)
+            if total > MAX_UPLOAD_BYTES:
+                context["error"] = f"The upload is larger than {MAX_UPLOAD_BYTES // 2**20} MB."
+                return page(request, "admin/import.html", context, status_code=413)
+            target = folder / f"{n:04d}" / name  # each file apart: same names never collide
+            target.parent.mkdir()
+            target.write_bytes(data)
+        articles, errors = load_path(folder)
+        for item in [*articles, *errors]:  # show the uploaded names, not the temporary folder
+            if item.source.startswith(tmp):
+                item.source = item.source[len(tmp) + 6 :]
+        if not articles and not errors:
+            context["error"] = "None of the files is an article format we read."
+            return page(request, "admin/import.html", context, status_code=422)
+        report = import_articles(session, articles, errors)
+    context["report"] = report
+    if report.created or report.updated:
+        request_reindex(request, background)
+    return page(request, "admin/import.html", context, status_code=200)
+
+
+@router.get("/export.zip")
+def export_zip(session: SessionDep, agent: AdminDep) -> Response:
+    """Every article as <id>.md with front matter, in one zip (`supportbot import` reads it)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for article in session.scalars(select(Article).order_by(Article.id)):
+            zf.writestr(f"articles/{article.id}.md", to_markdown(article))
+    return Response(
+        buffer.getvalue(),
+        media_type="application/zip",
+        headers={"Content-Disposition": 'attachment; filename="articles.zip"'},
+    )
