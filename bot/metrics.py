@@ -11,12 +11,9 @@ the day the rating was given. :data:`DEFINITIONS` says the same in words, for th
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from bisect import bisect_left
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
@@ -59,28 +56,6 @@ DEFINITIONS: dict[str, str] = {
     "customer message that were neither, and those where the customer wrote nothing.",
     "percentiles": "Times are medians and 90th percentiles (linear interpolation between ranks).",
 }
-
-CSV_COLUMNS = (
-    "date",
-    "conversations",
-    "with_customer_message",
-    "deflected",
-    "deflection_rate",
-    "handed_off",
-    "handoff_rate",
-    "offline_tickets",
-    "csat_responses",
-    "csat_average",
-    "feedback_up",
-    "feedback_down",
-    "feedback_ratio",
-    "bot_first_response_median_s",
-    "bot_first_response_p90_s",
-    "human_first_response_median_s",
-    "human_first_response_p90_s",
-    "handling_median_s",
-    "resolution_median_s",
-)
 
 
 class PeriodError(ValueError):
@@ -219,28 +194,15 @@ class DayStats:
         return _ratio(self.feedback_up, self.feedback_up + self.feedback_down)
 
 
-_COUNTS = (
-    "conversations",
-    "engaged",
-    "deflected",
-    "handed_off",
-    "offline_tickets",
-    "csat_count",
-    "csat_total",
-    "feedback_up",
-    "feedback_down",
-)
-_DURATIONS = ("bot_first_response", "human_first_response", "handling", "resolution")
-
-
 def combine(days: list[DayStats]) -> DayStats:
     """The period's totals: counts added up, durations pooled (medians are not averaged)."""
     total = DayStats(day=None)
     for stats in days:
-        for name in _COUNTS:
-            setattr(total, name, getattr(total, name) + getattr(stats, name))
-        for name in _DURATIONS:
-            getattr(total, name).values.extend(getattr(stats, name).values)
+        for f in fields(DayStats):
+            if f.type == "int":
+                setattr(total, f.name, getattr(total, f.name) + getattr(stats, f.name))
+            elif f.type == "Durations":
+                getattr(total, f.name).values.extend(getattr(stats, f.name).values)
     return total
 
 
@@ -297,9 +259,29 @@ def compute_metrics(session: Session, period: Period) -> Metrics:
     ):
         created = _utc(created)
         scans[conv_id] = _Scan(created.date(), status, created, _utc(updated or created))
+    cited = _read_messages(session, in_period, scans, days)
+    _read_handoffs(session, in_period, scans, days)
+    for scan in scans.values():
+        _count_conversation(scan, days[scan.day])
+    for score, created in session.execute(
+        select(CsatResponse.score, CsatResponse.created_at).where(
+            CsatResponse.created_at >= begin, CsatResponse.created_at < end
+        )
+    ):
+        stats = days.get(_utc(created).date())
+        if stats is not None:
+            stats.csat_count += 1
+            stats.csat_total += int(score)
+    daily = list(days.values())
+    return Metrics(period, daily, combine(daily), _top_articles(session, cited))
 
-    cited: Counter[str] = Counter()
-    cited_titles: dict[str, str] = {}
+
+def _read_messages(
+    session: Session, in_period: tuple, scans: dict[str, _Scan], days: dict[date, DayStats]
+) -> dict[str, tuple[int, str]]:
+    """One pass over the period's messages (with their feedback), in the order written: fills
+    the scans and the feedback counts; returns article id -> (first citations, cited title)."""
+    cited: dict[str, tuple[int, str]] = {}
     messages = (
         select(
             Message.conversation_id,
@@ -333,14 +315,21 @@ def compute_metrics(session: Session, period: Period) -> Metrics:
                 first = citations[0] if isinstance(citations, list) and citations else None
                 if isinstance(first, dict) and first.get("article_id"):
                     article_id = str(first["article_id"])
-                    cited[article_id] += 1
-                    cited_titles[article_id] = str(first.get("title") or article_id)
+                    count = cited.get(article_id, (0, ""))[0]
+                    cited[article_id] = (count + 1, str(first.get("title") or article_id))
             if rating in ("up", "down"):
                 stats = days[scan.day]
                 stats.feedback_up += rating == "up"
                 stats.feedback_down += rating == "down"
                 scan.thumbs_down = scan.thumbs_down or rating == "down"
+    return cited
 
+
+def _read_handoffs(
+    session: Session, in_period: tuple, scans: dict[str, _Scan], days: dict[date, DayStats]
+) -> None:
+    """Marks the handed-off conversations; counts offline tickets, human first response times
+    (live handoffs) and handling times (claimed and closed handoffs)."""
     handoffs = (
         select(
             Handoff.conversation_id,
@@ -370,32 +359,20 @@ def compute_metrics(session: Session, period: Period) -> Metrics:
         if claimed and closed:
             stats.handling.add(_utc(claimed), closed)
 
-    for scan in scans.values():
-        stats = days[scan.day]
-        stats.conversations += 1
-        if scan.engaged:
-            stats.engaged += 1
-            if scan.handed_off:
-                stats.handed_off += 1
-            elif scan.answered and not scan.thumbs_down:
-                stats.deflected += 1
-        if scan.first_customer and scan.first_bot_reply:
-            stats.bot_first_response.add(scan.first_customer, scan.first_bot_reply)
-        if scan.status == "closed":  # closing stamps updated_at; nothing else touches it then
-            stats.resolution.add(scan.created_at, scan.updated_at)
 
-    for score, created in session.execute(
-        select(CsatResponse.score, CsatResponse.created_at).where(
-            CsatResponse.created_at >= begin, CsatResponse.created_at < end
-        )
-    ):
-        stats = days.get(_utc(created).date())
-        if stats is not None:
-            stats.csat_count += 1
-            stats.csat_total += int(score)
-
-    daily = list(days.values())
-    return Metrics(period, daily, combine(daily), _top_articles(session, cited, cited_titles))
+def _count_conversation(scan: _Scan, stats: DayStats) -> None:
+    """The conversation's outcome, bot first response and resolution time."""
+    stats.conversations += 1
+    if scan.engaged:
+        stats.engaged += 1
+        if scan.handed_off:
+            stats.handed_off += 1
+        elif scan.answered and not scan.thumbs_down:
+            stats.deflected += 1
+    if scan.first_customer and scan.first_bot_reply:
+        stats.bot_first_response.add(scan.first_customer, scan.first_bot_reply)
+    if scan.status == "closed":  # closing stamps updated_at; nothing else touches it then
+        stats.resolution.add(scan.created_at, scan.updated_at)
 
 
 def _first_reply(
@@ -412,55 +389,15 @@ def _first_reply(
     return reply
 
 
-def _top_articles(
-    session: Session, cited: Counter[str], cited_titles: dict[str, str]
-) -> list[CitedArticle]:
+def _top_articles(session: Session, cited: dict[str, tuple[int, str]]) -> list[CitedArticle]:
     """The most cited articles, ties by id, titled as they are now (as cited if deleted)."""
-    top = sorted(cited.items(), key=lambda item: (-item[1], item[0]))[:TOP_ARTICLES]
+    top = sorted(cited.items(), key=lambda item: (-item[1][0], item[0]))[:TOP_ARTICLES]
     if not top:
         return []
     ids = [article_id for article_id, _ in top]
     found = session.execute(select(Article.id, Article.title).where(Article.id.in_(ids)))
     titles: dict[str, str] = dict(found.all())
     return [
-        CitedArticle(
-            article_id, titles.get(article_id, cited_titles[article_id]), n, article_id in titles
-        )
-        for article_id, n in top
+        CitedArticle(article_id, titles.get(article_id, title), n, article_id in titles)
+        for article_id, (n, title) in top
     ]
-
-
-def _number(value: float | None, digits: int) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
-
-
-def csv_text(metrics: Metrics) -> str:
-    """One row per day with the headline columns (rates 0-1, times in seconds; blank: no data)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for s in metrics.days:
-        writer.writerow(
-            [
-                s.day.isoformat() if s.day else "",
-                s.conversations,
-                s.engaged,
-                s.deflected,
-                _number(s.deflection_rate, 4),
-                s.handed_off,
-                _number(s.handoff_rate, 4),
-                s.offline_tickets,
-                s.csat_count,
-                _number(s.csat_average, 2),
-                s.feedback_up,
-                s.feedback_down,
-                _number(s.feedback_ratio, 4),
-                _number(s.bot_first_response.median, 1),
-                _number(s.bot_first_response.p90, 1),
-                _number(s.human_first_response.median, 1),
-                _number(s.human_first_response.p90, 1),
-                _number(s.handling.median, 1),
-                _number(s.resolution.median, 1),
-            ]
-        )
-    return out.getvalue()

@@ -168,6 +168,25 @@ class Settings(BaseSettings):
         "with nobody online a handoff becomes an offline ticket (the widget asks for an email).",
     )
 
+    # Webhook
+    webhook_url: str = Field(
+        "",
+        pattern=r"^(https?://\S+)?$",
+        description="URL that receives a signed JSON POST when a conversation is handed to a "
+        "person and when a customer rates one (CSAT); empty turns the webhook off.",
+    )
+    webhook_secret: str = Field(
+        "",
+        description="Key of the webhook signature: X-Supportbot-Signature is sha256= and the hex "
+        "HMAC-SHA256 of '{X-Supportbot-Timestamp}.{body}'; empty sends requests unsigned.",
+    )
+    webhook_max_attempts: int = Field(
+        6,
+        ge=1,
+        description="Attempts per webhook event before it is marked failed (retried after 10 s, "
+        "30 s, 2 min, 10 min, then hourly, until a 2xx answer).",
+    )
+
     @field_validator("widget_color")
     @classmethod
     def _hex_colour(cls, value: str) -> str:

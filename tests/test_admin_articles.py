@@ -307,3 +307,9 @@ def test_export_then_import_round_trips(
     assert "exported 1 articles" in only.output
     bad = runner.invoke(cli_app, ["export", str(tmp_path / "x"), "--status", "gone"])
     assert bad.exit_code == 1 and "--status" in bad.output
+
+
+def test_article_api_is_in_the_openapi_docs_with_bearer_auth(lead: TestClient) -> None:
+    spec = lead.get("/openapi.json").json()
+    assert "/api/v1/articles/{article_id}/publish" in spec["paths"]
+    assert any(s.get("scheme") == "bearer" for s in spec["components"]["securitySchemes"].values())

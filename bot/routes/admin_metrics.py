@@ -8,6 +8,7 @@ request threads) and inlined as PNG data URIs, which the pages' CSP allows.
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import math
 from datetime import date, timedelta
@@ -27,7 +28,6 @@ from bot.metrics import (
     Period,
     PeriodError,
     compute_metrics,
-    csv_text,
     parse_period,
 )
 from bot.models import utcnow
@@ -38,6 +38,14 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 FromDate = Annotated[str | None, Query(alias="from")]
 ToDate = Annotated[str | None, Query(alias="to")]
 COLORS = {"deflected": "#1a7f37", "handed off": "#1a5fb4", "other": "#8a9099"}
+CSV_COLUMNS = (
+    "date", "conversations", "with_customer_message", "deflected", "deflection_rate",
+    "handed_off", "handoff_rate", "offline_tickets", "csat_responses", "csat_average",
+    "feedback_up", "feedback_down", "feedback_ratio",
+    "bot_first_response_median_s", "bot_first_response_p90_s",
+    "human_first_response_median_s", "human_first_response_p90_s",
+    "handling_median_s", "resolution_median_s",
+)  # fmt: skip
 
 
 # --- formatting ------------------------------------------------------------------------------
@@ -115,7 +123,7 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _axes(ylabel: str) -> tuple[Any, Any]:
+def _axes(ylabel: str, period: Period) -> tuple[Any, Any]:
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 
@@ -125,6 +133,7 @@ def _axes(ylabel: str) -> tuple[Any, Any]:
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     ax.set_ylabel(ylabel)
+    ax.set_xlim(period.start - timedelta(days=0.7), period.end + timedelta(days=0.7))
     ax.grid(axis="y", color="#d0d4da", linewidth=0.8)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
@@ -136,7 +145,7 @@ def outcome_chart(m: Metrics) -> dict[str, str]:
     """Conversations per day, stacked: deflected, handed off, other."""
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = _axes("Conversations")
+    fig, ax = _axes("Conversations", m.period)
     days = [s.day for s in m.days]
     bottom = [0] * len(days)
     series = {
@@ -148,8 +157,8 @@ def outcome_chart(m: Metrics) -> dict[str, str]:
         ax.bar(days, values, width=0.8, bottom=bottom, label=label, color=COLORS[label])
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(bottom=0, top=max(1, *bottom) * 1.1)
-    ax.legend(loc="upper left", frameon=False, ncols=3)
+    ax.set_ylim(bottom=0, top=max(1, *bottom) * 1.05)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1), frameon=False, ncols=3)
     t = m.total
     busiest = max(m.days, key=lambda s: s.conversations)
     alt = (
@@ -166,12 +175,11 @@ def deflection_chart(m: Metrics) -> dict[str, str]:
     """The deflection rate per day (gaps on days without a customer message)."""
     from matplotlib.ticker import PercentFormatter
 
-    fig, ax = _axes("Deflection rate")
+    fig, ax = _axes("Deflection rate", m.period)
     days = [s.day for s in m.days]
     rates = [math.nan if s.deflection_rate is None else s.deflection_rate * 100 for s in m.days]
     ax.plot(days, rates, color=COLORS["deflected"], linewidth=2, marker="o", markersize=3)
     ax.set_ylim(0, 105)
-    ax.set_xlim(m.period.start - timedelta(days=1), m.period.end + timedelta(days=1))
     ax.yaxis.set_major_formatter(PercentFormatter())
     known = [r for r in rates if not math.isnan(r)]
     alt = f"Line chart of the deflection rate per day from {m.period.start} to {m.period.end}: "
@@ -183,6 +191,45 @@ def deflection_chart(m: Metrics) -> dict[str, str]:
     else:
         alt += "no day had a customer message."
     return {"src": _png(fig), "alt": alt, "title": "Deflection rate per day"}
+
+
+# --- CSV ------------------------------------------------------------------------------------
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def csv_text(m: Metrics) -> str:
+    """One row per day with the headline columns (rates 0-1, times in seconds; blank: no data)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for s in m.days:
+        writer.writerow(
+            [
+                str(s.day),
+                s.conversations,
+                s.engaged,
+                s.deflected,
+                _number(s.deflection_rate, 4),
+                s.handed_off,
+                _number(s.handoff_rate, 4),
+                s.offline_tickets,
+                s.csat_count,
+                _number(s.csat_average, 2),
+                s.feedback_up,
+                s.feedback_down,
+                _number(s.feedback_ratio, 4),
+                _number(s.bot_first_response.median, 1),
+                _number(s.bot_first_response.p90, 1),
+                _number(s.human_first_response.median, 1),
+                _number(s.human_first_response.p90, 1),
+                _number(s.handling.median, 1),
+                _number(s.resolution.median, 1),
+            ]
+        )
+    return out.getvalue()
 
 
 # --- routes ----------------------------------------------------------------------------------

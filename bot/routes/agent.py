@@ -95,7 +95,8 @@ def _load(session, conversation_id: str) -> Conversation:
 
 
 def _safe_next(value: str | None) -> str:
-    return value if value and value.startswith("/agent") and "//" not in value else "/agent"
+    ok = value and value.startswith(("/agent", "/admin")) and "//" not in value and "\\" not in value
+    return value if ok else "/agent"
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Header, HTTPException, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot import article_admin as admin
@@ -21,16 +22,23 @@ router = APIRouter(prefix="/api/v1/articles", tags=["articles (admin)"])
 ArticleId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")]
 
 
-def api_admin(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> User:
+_bearer = HTTPBearer(
+    auto_error=False, description="An admin API token from `supportbot token create`."
+)
+
+
+def api_admin(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
     """The admin an ``Authorization: Bearer <token>`` header acts as."""
-    scheme, _, secret = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    if credentials is None or not credentials.credentials.strip():
         raise HTTPException(
             401,
             "send an admin API token: Authorization: Bearer sbt_...",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    user = user_for(session, secret.strip())
+    user = user_for(session, credentials.credentials.strip())
     if user is None:
         raise HTTPException(
             401, "unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"}

@@ -85,6 +85,7 @@ def site(tmp_path_factory, sample_kb, sample_embedder) -> Iterator[Site]:
     engine = make_engine(settings.database_url)
     with session_scope(make_sessionmaker(engine)) as session:
         create_user(session, "sam", AGENT_PASSWORD, "agent", "Sam")
+        create_user(session, "lee", AGENT_PASSWORD, "admin", "Lee")
     engine.dispose()
     app = create_app(settings, embedder=sample_embedder)
     server = uvicorn.Server(
