@@ -269,6 +269,8 @@ def metrics_page(
         response = page(request, "admin/metrics.html", context, status_code=422)
     else:
         metrics = compute_metrics(session, period)
+        # end the transaction before drawing: on SQLite every transaction holds the write lock
+        session.commit()
         context.update(
             form={"from": str(period.start), "to": str(period.end)},
             period=period,
