@@ -40,6 +40,7 @@ from bot.routes import (
 )
 from bot.routes.pages import STATIC_DIR
 from bot.settings import Settings
+from bot.webhooks import start_worker, stop_worker
 from indexer.embedder import Embedder
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         app.state.broker = Broker()
         app.state.login_throttle = LoginThrottle()
         install_events(app.state.sessionmaker, app.state.broker)
+        app.state.webhooks = start_worker(app.state.sessionmaker, settings)
         app.state.pipeline = None
         app.state.reindexer = None
         app.state.load_error = None
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
             app.state.pipeline.holder.stop()
         if app.state.reindexer is not None:
             app.state.reindexer.stop()
+        stop_worker(app.state.webhooks)
         engine.dispose()
 
     app = FastAPI(

@@ -75,7 +75,17 @@ class GapCluster:
 
     @property
     def examples(self) -> list[GapQuestion]:
-        return self.questions[:EXAMPLES]
+        """Up to five differently worded questions, most central first."""
+        seen: set[str] = set()
+        out = []
+        for q in self.questions:
+            key = q.text.casefold().strip(" ?!.")
+            if key not in seen:
+                seen.add(key)
+                out.append(q)
+                if len(out) == EXAMPLES:
+                    break
+        return out
 
     @property
     def message_ids(self) -> list[int]:
@@ -167,6 +177,7 @@ def load_gap_questions(
     )
     query = (
         select(bot, asked, Feedback.rating)
+        .select_from(bot)
         .join(asked, asked.id == replied_to)
         .outerjoin(Feedback, Feedback.message_id == bot.id)
         .where(
@@ -180,8 +191,8 @@ def load_gap_questions(
         .order_by(asked.id.desc())
         .limit(limit)
     )
-    if since is not None:
-        query = query.where(asked.created_at >= since)
+    if since is not None:  # the reply comes after the question: its bound narrows the scan
+        query = query.where(bot.created_at >= since, asked.created_at >= since)
     if until is not None:
         query = query.where(asked.created_at < until)
     if ids is not None:
@@ -325,10 +336,15 @@ class EmbeddingCache:
 
 def draft_text(questions: list[str]) -> tuple[str, str]:
     """Title and Markdown body of a draft article for a cluster (questions most central first)."""
-    cleaned = [" ".join(q.split()) for q in questions if q.strip()]
-    title = cleaned[0][:200] if cleaned else "New article"
+    cleaned: dict[str, str] = {}  # one line per wording, in the given order
+    for q in questions:
+        text = " ".join(q.split())
+        if text:
+            cleaned.setdefault(text.casefold().strip(" ?!."), text)
+    wordings = list(cleaned.values())
+    title = wordings[0][:200] if wordings else "New article"
     title = title[:1].upper() + title[1:]
-    asked = "\n".join(f"- {q[:500]}" for q in cleaned[:10])
+    asked = "\n".join(f"- {q[:500]}" for q in wordings[:10])
     body = (
         "Draft started from the content gaps: customers asked the questions below and the bot "
         "could not answer them. Write the answer here, then delete this note and the list.\n\n"

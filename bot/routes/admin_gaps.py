@@ -51,8 +51,8 @@ def _cache(request: Request) -> EmbeddingCache:
 
 def _clusters(
     request: Request, session: Session, days: int
-) -> tuple[list[GapCluster], int, str | None]:
-    """The period's clusters, how many questions they hold, and why there are none (or None)."""
+) -> tuple[list[GapCluster], list[GapQuestion], str | None]:
+    """The period's clusters, their questions, and why they could not be clustered (or None)."""
     until = utcnow()
     since = until - timedelta(days=days)
     questions = load_gap_questions(session, since, until)

@@ -95,7 +95,9 @@ def _load(session, conversation_id: str) -> Conversation:
 
 
 def _safe_next(value: str | None) -> str:
-    ok = value and value.startswith(("/agent", "/admin")) and "//" not in value and "\\" not in value
+    ok = (
+        value and value.startswith(("/agent", "/admin")) and "//" not in value and "\\" not in value
+    )
     return value if ok else "/agent"
 
 
