@@ -59,6 +59,8 @@ def duration(seconds: float | None) -> str:
     """'0.8 s', '42 s', '3 min 5 s', '2 h 5 min', '3 d 4 h'."""
     if seconds is None:
         return "no data"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 10:
         return f"{seconds:.1f} s"
     whole = round(seconds)
@@ -78,9 +80,9 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _timing(d: Durations, unit: str) -> str:
+def _timing(d: Durations, unit: str, none: str) -> str:
     if not d.count:
-        return f"no {unit} in this period"
+        return none
     return f"90th percentile {duration(d.p90)}; {d.count} {unit}"
 
 
@@ -99,13 +101,13 @@ def cards(m: Metrics) -> list[dict[str, str]]:
         ("feedback", "Feedback ratio", percent(t.feedback_ratio),
          f"{t.feedback_up} up, {t.feedback_down} down"),
         ("bot_first_response", "First response, bot (median)",
-         duration(t.bot_first_response.median), _timing(t.bot_first_response, "replies")),
+         duration(t.bot_first_response.median), _timing(t.bot_first_response, "replies", "no bot replies in this period")),
         ("human_first_response", "First response, person (median)",
-         duration(t.human_first_response.median), _timing(t.human_first_response, "handoffs")),
+         duration(t.human_first_response.median), _timing(t.human_first_response, "handoffs", "no agent answered a live handoff yet")),
         ("handling", "Handling time (median)", duration(t.handling.median),
-         _timing(t.handling, "handoffs")),
+         _timing(t.handling, "handoffs", "no handoff was claimed and then closed")),
         ("resolution", "Resolution time (median)", duration(t.resolution.median),
-         _timing(t.resolution, "conversations")),
+         _timing(t.resolution, "conversations", "no conversation has been closed")),
     ]  # fmt: skip
     keys = ("key", "name", "value", "detail")
     return [dict(zip(keys, row, strict=True), definition=DEFINITIONS[row[0]]) for row in rows]
