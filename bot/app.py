@@ -21,6 +21,7 @@ from bot.auth import LoginThrottle, session_secret
 from bot.db import init_db, make_engine, make_sessionmaker
 from bot.events import Broker
 from bot.events import install as install_events
+from bot.limits import BodyLimit
 from bot.origins import OriginGuard
 from bot.pipeline import IndexHolder, Pipeline, embedder_source
 from bot.reindex import Reindexer
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.add_middleware(
         OriginGuard, allowed=settings.allowed_origins, public_url=settings.public_url
     )
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

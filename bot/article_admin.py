@@ -22,6 +22,14 @@ class ArticleNotFound(LookupError):
     pass
 
 
+class ArticleExists(ValueError):
+    """Creating an article whose id is taken (an edit must say which article it changes)."""
+
+
+class StaleEdit(ValueError):
+    """The article changed since the editor opened it: saving would drop someone's change."""
+
+
 @dataclass
 class Listing:
     articles: list[Article]
@@ -40,12 +48,13 @@ def list_articles(
     """Articles matching the filters, most recently changed first."""
     query = select(Article)
     if q:
-        like = f"%{q.lower()}%"
+        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
         query = query.where(
             or_(
-                func.lower(Article.title).like(like),
-                func.lower(Article.id).like(like),
-                func.lower(Article.body).like(like),
+                func.lower(Article.title).like(like, escape="\\"),
+                func.lower(Article.id).like(like, escape="\\"),
+                func.lower(Article.body).like(like, escape="\\"),
             )
         )
     if category:
@@ -85,15 +94,28 @@ def get_article(session: Session, article_id: str) -> Article:
 
 
 def save_article(
-    session: Session, data: dict, source: str
+    session: Session,
+    data: dict,
+    source: str,
+    create: bool = False,
+    base_revision: int | None = None,
 ) -> tuple[SourceArticle, str, str | None]:
     """Validate ``data`` (id, title, body, category, tags, status, url) and store it.
 
     Returns the article, what happened (created | updated | unchanged) and its status before
-    (None when new). Raises InvalidArticle naming the field.
+    (None when new). Raises InvalidArticle naming the field, ArticleExists when ``create`` and
+    the id (as validated) is taken, StaleEdit when ``base_revision`` is no longer current. The
+    article's row is locked, so two saves at once queue instead of clashing.
     """
     src = make_article(data, source)
-    before = session.get(Article, src.id)
+    before = session.get(Article, src.id, with_for_update={"of": Article})
+    if before is not None and create:
+        raise ArticleExists(f"an article with id {src.id!r} already exists")
+    if before is not None and base_revision is not None and before.revision != base_revision:
+        raise StaleEdit(
+            f"{src.id!r} changed since you opened it (now revision {before.revision}): "
+            "copy your text, reload, and apply it again"
+        )
     previous_status = before.status if before is not None else None
     outcome = upsert_article(session, src)
     return src, outcome, previous_status

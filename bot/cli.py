@@ -83,19 +83,21 @@ def index(
 ) -> None:
     """Build the search index from the published articles (only changed passages are embedded)."""
     from indexer.build import build_index
+    from indexer.store import build_lock
 
     settings = Settings()
-    docs = _published_docs(settings)
     embedder = _index_embedder(settings)
-    result = build_index(
-        docs,
-        settings.index_dir,
-        embedder,
-        max_words=settings.passage_max_words,
-        bm25_k1=settings.bm25_k1,
-        bm25_b=settings.bm25_b,
-        progress=progress and sys.stderr.isatty(),
-    )
+    with build_lock(settings.index_dir):  # a running server's re-index waits, and vice versa
+        docs = _published_docs(settings)
+        result = build_index(
+            docs,
+            settings.index_dir,
+            embedder,
+            max_words=settings.passage_max_words,
+            bm25_k1=settings.bm25_k1,
+            bm25_b=settings.bm25_b,
+            progress=progress and sys.stderr.isatty(),
+        )
     state = "built" if result.changed else "unchanged"
     typer.echo(
         f"index {state} with {embedder.name}: version {result.version}, {result.articles} articles, "

@@ -16,6 +16,7 @@ from bot.db import session_scope
 from bot.pipeline import IndexHolder
 from bot.settings import Settings
 from indexer.build import build_index
+from indexer.store import build_lock
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class ReindexStatus:
     last_version: str | None = None
     last_seconds: float | None = None
     last_error: str | None = None
+    failures: int = 0  # failed builds in a row (each retried after a longer pause)
 
     @property
     def pending(self) -> bool:
@@ -98,23 +100,42 @@ class Reindexer:
                 self.status.built = ticket
                 self._wake.notify_all()
 
-    def _build(self) -> None:
+    def _embedder(self):
+        """The live index's model, or (no index yet) the one `supportbot index` would use."""
         live = self.holder.live
-        if live is None:
-            raise RuntimeError("no index is loaded, so there is no model to embed with")
-        embedder = live[1]
+        if live is not None:
+            return live[1]
+        from indexer.adapt import current_model
+        from indexer.embedder import MINILM_NAME, FakeEmbedder
+
+        if self.settings.embedder == "fake":
+            name = FakeEmbedder().name
+        else:
+            name = current_model(self.settings.index_dir / "models") or MINILM_NAME
+        return self.holder._embedder_for(name)
+
+    def _build(self) -> None:
+        embedder = self._embedder()
         started = time.perf_counter()
-        with session_scope(self.factory) as session:
-            docs = published_docs(session, self.settings.public_url)
-        result = build_index(
-            docs,
-            self.settings.index_dir,
-            embedder,
-            max_words=self.settings.passage_max_words,
-            bm25_k1=self.settings.bm25_k1,
-            bm25_b=self.settings.bm25_b,
-        )
+        with build_lock(self.settings.index_dir):
+            with session_scope(self.factory) as session:
+                docs = published_docs(session, self.settings.public_url)
+            if not docs:
+                raise RuntimeError("no published articles to index")
+            result = build_index(
+                docs,
+                self.settings.index_dir,
+                embedder,
+                max_words=self.settings.passage_max_words,
+                bm25_k1=self.settings.bm25_k1,
+                bm25_b=self.settings.bm25_b,
+            )
         self.holder.refresh()  # switch now rather than at the watcher's next look
+        live = self.holder.index
+        if live is None or live.manifest.version != result.version:
+            raise RuntimeError(
+                f"the server did not take version {result.version}: {self.holder.error}"
+            )
         self.status.last_version = result.version
         self.status.last_seconds = round(time.perf_counter() - started, 2)
         self.status.last_error = None

@@ -30,7 +30,14 @@ ZENDESK_SUFFIXES = {".json"}  # a Zendesk Help Center articles export
 ZIP_SUFFIXES = {".zip"}
 # Longest values the store's columns hold (bot/models.py). Checked here so that SQLite, which ignores
 # lengths, and PostgreSQL accept the same articles, and a reject names the field.
-MAX_CHARS = {"title": 500, "question": 500, "tags": 100, "updated": 40, "url": 1000}
+MAX_CHARS = {
+    "title": 500,
+    "question": 500,
+    "tags": 100,
+    "updated": 40,
+    "url": 1000,
+    "body": 500_000,
+}
 
 
 @dataclass
@@ -267,8 +274,9 @@ def load_jsonl(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
     return articles, errors
 
 
-def load_path(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
-    """Every article under a file or folder, with the errors of the files that failed."""
+def load_path(path: Path, zips: bool = True) -> tuple[list[SourceArticle], list[LoadError]]:
+    """Every article under a file or folder, with the errors of the files that failed
+    (``zips``: read zip files too; a zip inside a zip is not read)."""
     path = Path(path)
     if not path.exists():
         return [], [LoadError(str(path), "no such file or folder")]
@@ -295,6 +303,8 @@ def load_path(path: Path) -> tuple[list[SourceArticle], list[LoadError]]:
                 articles.append(load_markdown(file))
             elif suffix in HTML_SUFFIXES:
                 articles.append(load_html(file))
+            elif suffix in ZIP_SUFFIXES and not zips:
+                errors.append(LoadError(str(file), "a zip inside a zip is not read"))
             elif suffix in ZIP_SUFFIXES:
                 found, bad = _load_zip(file)
                 articles.extend(found)
@@ -326,7 +336,7 @@ def _load_zip(file: Path) -> tuple[list[SourceArticle], list[LoadError]]:
             unpack(file, Path(tmp))
         except UnsafeArchive as exc:
             return [], [LoadError(str(file), str(exc))]
-        found, bad = load_path(Path(tmp))
+        found, bad = load_path(Path(tmp), zips=False)
 
     def inside(source: str) -> str:
         return f"{file}:{source[len(tmp) + 1 :]}" if source.startswith(tmp) else source

@@ -7,12 +7,15 @@ so a reader never sees a half-written index.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,3 +161,16 @@ def _prune(versions: Path, keep: str) -> None:
     for old in done[:-KEEP_VERSIONS]:
         if old.name != keep:
             shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def build_lock(root: Path) -> Iterator[None]:
+    """Held while one builder (the CLI or the server's re-indexer) reads the articles and
+    writes a version, so a build that read older articles cannot land after a newer one."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".build.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -18,7 +18,7 @@ from bot.app import create_app
 from bot.auth import create_user
 from bot.cli import app as cli_app
 from bot.db import make_engine, make_sessionmaker, session_scope
-from bot.models import User
+from bot.models import ApiToken, User
 from bot.settings import Settings
 
 PASSWORD = "lead password 1"
@@ -227,6 +227,9 @@ def test_rest_api_crud_and_publish(lead: TestClient) -> None:
     assert replaced["body"] == "Now free." and replaced["revision"] == 3
     revs = lead.get("/api/v1/articles/gift-wrapping/revisions", headers=h).json()
     assert [r["number"] for r in revs] == [3, 2, 1] and revs[0]["source"] == "api:lead"
+    refused = lead.delete("/api/v1/articles/gift-wrapping", headers=h)
+    assert refused.status_code == 409 and "archive" in refused.json()["detail"]
+    assert lead.post("/api/v1/articles/gift-wrapping/archive", headers=h).status_code == 200
     assert lead.delete("/api/v1/articles/gift-wrapping", headers=h).status_code == 204
     assert lead.get("/api/v1/articles/gift-wrapping", headers=h).status_code == 404
     wait_reindexed(lead)
@@ -245,9 +248,19 @@ def test_api_token_of_a_non_admin_or_revoked_is_refused(
     with session_scope(make_sessionmaker(engine)) as session:
         agent = session.scalar(select(User).where(User.username == "agent1"))
         _, agent_secret = create_token(session, agent, "agent's")
-    engine.dispose()
     r = lead.get("/api/v1/articles", headers={"Authorization": f"Bearer {agent_secret}"})
     assert r.status_code == 403
+    h = api(lead)
+    assert lead.get("/api/v1/articles", headers=h).status_code == 200
+    with session_scope(make_sessionmaker(engine)) as session:
+        session.scalar(select(User).where(User.username == "lead")).active = False
+    assert lead.get("/api/v1/articles", headers=h).status_code == 401  # a disabled account
+    with session_scope(make_sessionmaker(engine)) as session:
+        session.scalar(select(User).where(User.username == "lead")).active = True
+        for token in session.scalars(select(ApiToken)):
+            token.revoked = True
+    assert lead.get("/api/v1/articles", headers=h).status_code == 401  # a revoked token
+    engine.dispose()
 
 
 def test_questions_keep_working_while_publishing_reindexes(lead: TestClient) -> None:
@@ -313,3 +326,53 @@ def test_article_api_is_in_the_openapi_docs_with_bearer_auth(lead: TestClient) -
     spec = lead.get("/openapi.json").json()
     assert "/api/v1/articles/{article_id}/publish" in spec["paths"]
     assert any(s.get("scheme") == "bearer" for s in spec["components"]["securitySchemes"].values())
+
+
+def test_creating_never_overwrites_an_existing_article(lead: TestClient) -> None:
+    """An id that is taken (as given, with spaces, or made from the title) is a 409."""
+    csrf = csrf_of(lead)
+    h = api(lead)
+    for given in ("return-policy", " return-policy ", ""):
+        r = lead.post(
+            "/admin/articles/new",
+            data={"id": given, "title": "Return policy", "body": "stub", "csrf_token": csrf},
+        )
+        assert r.status_code == 409 and "already exists" in r.text
+        api_r = lead.post(
+            "/api/v1/articles",
+            json={"id": given or None, "title": "Return policy", "body": "x"},
+            headers=h,
+        )
+        assert api_r.status_code == 409
+    body = lead.get("/api/v1/articles/return-policy", headers=h).json()
+    assert body["revision"] == 1 and "30 days" in body["body"]
+
+
+def test_a_stale_editor_cannot_overwrite_a_newer_revision(lead: TestClient) -> None:
+    csrf = csrf_of(lead)
+    form = {
+        "title": "Return policy",
+        "body": "first edit",
+        "status": "published",
+        "csrf_token": csrf,
+    }
+    assert (
+        lead.post(
+            "/admin/articles/return-policy",
+            data={**form, "base_revision": "1"},
+            follow_redirects=False,
+        ).status_code
+        == 303
+    )
+    stale = lead.post(
+        "/admin/articles/return-policy", data={**form, "body": "second", "base_revision": "1"}
+    )
+    assert stale.status_code == 409 and "changed since you opened it" in stale.text
+    assert "second" in stale.text  # what was typed is still in the form
+    assert (
+        lead.get("/api/v1/articles/return-policy", headers=api(lead)).json()["body"] == "first edit"
+    )
+
+
+def test_search_treats_percent_and_underscore_as_text(lead: TestClient) -> None:
+    assert "0 articles" in lead.get("/admin/articles", params={"q": "%_"}).text

@@ -108,7 +108,7 @@ def test_zip_upload_and_a_zip_that_escapes_its_folder(lead: TestClient) -> None:
         zf.writestr("../../escape.md", GOOD_MD)
     r = upload(lead, [("evil.zip", evil.getvalue())])
     assert r.status_code == 200 and "outside the archive" in r.text
-    assert not (Path("/tmp") / "escape.md").exists()
+    assert not Path("/escape.md").exists() and not Path("/tmp/escape.md").exists()
     r = upload(lead, [("fake.zip", b"not a zip")])
     assert "not a readable zip" in r.text
 
@@ -140,3 +140,54 @@ def test_try_a_question_against_published_and_with_a_draft(lead: TestClient) -> 
     # nothing was published by trying
     assert stored(lead, "old-draft")[1] == "draft"
     assert lead.get("/admin/try", params={"q": q, "draft": "nope"}).status_code == 404
+
+
+def test_odd_upload_names_and_nested_zips_are_reported_not_500s(lead: TestClient) -> None:
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.writestr("deep.md", GOOD_MD)
+    outer = io.BytesIO()
+    with zipfile.ZipFile(outer, "w") as zf:
+        zf.writestr("inner.zip", inner.getvalue())
+        zf.writestr("x.md", GOOD_MD)
+        zf.writestr("x.md/y.md", GOOD_MD)
+    r = upload(
+        lead,
+        [
+            ("..", GOOD_MD),
+            ("a/..", GOOD_MD),
+            ("n" * 300 + ".md", GOOD_MD),
+            ("outer.zip", outer.getvalue()),
+        ],
+    )
+    assert r.status_code == 200, r.text
+    assert "zip inside a zip" in r.text or "cannot unpack" in r.text
+    assert "supportbot-upload" not in r.text and "/tmp" not in r.text
+
+
+def test_bodies_over_the_limit_are_refused_while_streaming(lead: TestClient) -> None:
+    from bot import limits
+
+    huge = b"x" * (limits.DEFAULT_LIMIT + 10)
+    r = lead.post(
+        "/api/v1/conversations", content=huge, headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(9):
+            yield b"y" * (1024 * 1024)
+
+    conv = lead.post("/api/v1/conversations").json()
+    r = lead.post(  # an endpoint that reads its body
+        f"/api/v1/conversations/{conv['id']}/messages",
+        content=chunks(),
+        headers={"X-Conversation-Token": conv["token"], "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+
+
+def test_an_article_body_has_a_size_limit(lead: TestClient) -> None:
+    big = b"---\ntitle: Big\n---\n" + b"word " * 120_000
+    r = upload(lead, [("big.md", big)])
+    assert "longer than 500000 characters" in r.text and stored(lead, "big") is None

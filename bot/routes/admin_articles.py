@@ -148,12 +148,12 @@ async def create_article(
     background: BackgroundTasks,
 ) -> Response:
     data = await _posted(request)
-    if data.get("id") and session.get(admin.Article, data["id"]) is not None:
-        return _editor(request, session, agent, None, data, f"id {data['id']!r} is taken", 409)
-    if not data.get("id"):
+    if not (data.get("id") or "").strip():
         data["id"] = admin.slugify(data.get("title") or "")
     try:
-        src, _, _ = admin.save_article(session, data, f"editor:{agent.username}")
+        src, _, _ = admin.save_article(session, data, f"editor:{agent.username}", create=True)
+    except admin.ArticleExists as exc:
+        return _editor(request, session, agent, None, data, f"{exc}: choose another id", 409)
     except InvalidArticle as exc:
         return _editor(request, session, agent, None, data, str(exc), 422)
     if src.status == "published":
@@ -175,8 +175,15 @@ async def update_article(
         return page(request, "agent/not_found.html", {"agent": agent}, status_code=404)
     data = await _posted(request)
     data["id"] = article_id
+    form = await request.form()
+    base = form.get("base_revision")
+    base_revision = int(base) if isinstance(base, str) and base.isdigit() else None
     try:
-        src, outcome, before = admin.save_article(session, data, f"editor:{agent.username}")
+        src, outcome, before = admin.save_article(
+            session, data, f"editor:{agent.username}", base_revision=base_revision
+        )
+    except admin.StaleEdit as exc:
+        return _editor(request, session, agent, article, data, str(exc), 409)
     except InvalidArticle as exc:
         return _editor(request, session, agent, article, data, str(exc), 422)
     if outcome != "unchanged" and _touches_index(before, src.status):

@@ -56,6 +56,7 @@ def _clusters(
     until = utcnow()
     since = until - timedelta(days=days)
     questions = load_gap_questions(session, since, until)
+    session.commit()  # SQLite: release the write lock before the slow part (embedding)
     if not questions:
         return [], [], None
     pipeline = getattr(request.app.state, "pipeline", None)

@@ -30,6 +30,8 @@ from bot.schemas import message_public
 
 router = APIRouter(prefix="/agent", tags=["agent console"], include_in_schema=False)
 ConversationId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+FORM_MAX_FILES = 1000  # an upload of more is refused by its route with a clear message
+FORM_MAX_PART = 2 * 1024 * 1024  # a text field (an article body is at most 500,000 characters)
 SEEN_EVERY = 30.0  # seconds between "still online" stamps while the console's stream is open
 
 
@@ -64,7 +66,9 @@ def current_agent(request: Request, session: SessionDep) -> User:
 async def check_csrf(request: Request) -> None:
     given = request.headers.get("x-csrf-token")
     if given is None and "form" in request.headers.get("content-type", ""):
-        given = (await request.form()).get("csrf_token")
+        # parsed once and cached by Starlette: the limits here are the ones every form gets
+        form = await request.form(max_files=FORM_MAX_FILES, max_part_size=FORM_MAX_PART)
+        given = form.get("csrf_token")
     if not csrf_ok(request.session, given if isinstance(given, str) else None):
         raise CsrfFailed()
 

@@ -111,9 +111,13 @@ def _get(session, article_id: str) -> Article:
     return article
 
 
-def _save(session, data: dict, user: User) -> tuple[Article, str, str | None]:
+def _save(session, data: dict, user: User, create: bool = False) -> tuple[Article, str, str | None]:
     try:
-        src, outcome, before = admin.save_article(session, data, f"api:{user.username}")
+        src, outcome, before = admin.save_article(
+            session, data, f"api:{user.username}", create=create
+        )
+    except admin.ArticleExists as exc:
+        raise HTTPException(409, f"{exc}: PUT /api/v1/articles/{{id}} changes it") from None
     except InvalidArticle as exc:
         raise HTTPException(422, str(exc)) from None
     session.flush()
@@ -145,12 +149,8 @@ def create_article(
     background: BackgroundTasks,
 ) -> ArticlePublic:
     data = body.model_dump()
-    data["id"] = data["id"] or admin.slugify(body.title)
-    if session.get(Article, data["id"]) is not None:
-        raise HTTPException(
-            409, f"article {data['id']!r} exists: PUT /api/v1/articles/{data['id']}"
-        )
-    article, _, _ = _save(session, data, user)
+    data["id"] = (data["id"] or "").strip() or admin.slugify(body.title)
+    article, _, _ = _save(session, data, user, create=True)
     if article.status == "published":
         request_reindex(request, background)
     return _public(article)
@@ -178,19 +178,15 @@ def replace_article(
 
 
 @router.delete("/{article_id}", status_code=204)
-def delete_article(
-    article_id: ArticleId,
-    session: SessionDep,
-    _user: ApiAdmin,
-    request: Request,
-    background: BackgroundTasks,
-) -> Response:
-    """Delete the article and its history (archiving keeps them)."""
+def delete_article(article_id: ArticleId, session: SessionDep, _user: ApiAdmin) -> Response:
+    """Delete an archived article and its history (archive it first: a published article is
+    never deleted by one call)."""
     article = _get(session, article_id)
-    was_published = article.status == "published"
+    if article.status != "archived":
+        raise HTTPException(
+            409, f"{article_id!r} is {article.status}: POST .../archive first, then delete"
+        )
     session.delete(article)
-    if was_published:
-        request_reindex(request, background)
     return Response(status_code=204)
 
 
