@@ -263,8 +263,21 @@ def test_api_token_of_a_non_admin_or_revoked_is_refused(
     engine.dispose()
 
 
-def test_questions_keep_working_while_publishing_reindexes(lead: TestClient) -> None:
-    """A publish swaps the index under live traffic: no request fails, and the answers move."""
+def test_questions_keep_working_while_publishing_reindexes(lead: TestClient, monkeypatch) -> None:
+    """A publish swaps the index under live traffic: no request fails, and the answers move.
+    Building is slowed down (as with a real model) so questions arrive during every build."""
+    embedder = lead.app.state.pipeline.holder.live[1]
+    fast = embedder.embed
+
+    builds: list[int] = []
+
+    def slow_when_building(texts):
+        if threading.current_thread().name == "reindexer":
+            builds.append(len(texts))
+            time.sleep(0.4)
+        return fast(texts)
+
+    monkeypatch.setattr(embedder, "embed", slow_when_building)
     h = api(lead)
     stop = threading.Event()
     failures: list[str] = []
@@ -300,6 +313,7 @@ def test_questions_keep_working_while_publishing_reindexes(lead: TestClient) -> 
         for t in threads:
             t.join()
     assert not failures, failures[:3]
+    assert len(builds) >= 3  # every publish embedded its new passage in the background
     assert len(answered) > 10 and answered[-1] == "gift-wrapping"
 
 
