@@ -32,6 +32,10 @@ def _index_embedder(settings: Settings):
         return FakeEmbedder()
     models_root = settings.index_dir / "models"
     name = current_model(models_root) or MINILM_NAME
+    if settings.embedder == "minilm-int8":
+        from indexer.onnx_embedder import SUFFIX
+
+        name += SUFFIX
     try:
         return load_named(name, models_root, os.cpu_count(), settings.embed_batch_size)
     except EmbedderUnavailable as exc:

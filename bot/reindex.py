@@ -112,6 +112,10 @@ class Reindexer:
             name = FakeEmbedder().name
         else:
             name = current_model(self.settings.index_dir / "models") or MINILM_NAME
+            if self.settings.embedder == "minilm-int8":
+                from indexer.onnx_embedder import SUFFIX
+
+                name += SUFFIX
         return self.holder._embedder_for(name)
 
     def _build(self) -> None:

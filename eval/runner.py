@@ -27,6 +27,7 @@ from indexer.adapt import AdaptOptions, adapt
 from indexer.build import build_index
 from indexer.chunking import split_article
 from indexer.embedder import MINILM_NAME, Embedder, FakeEmbedder, MiniLMEmbedder, load_named
+from indexer.onnx_embedder import SUFFIX as INT8_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ VARIANTS: dict[str, dict] = {
     "hybrid-rrf": {"fusion": "rrf"},
     "hybrid-no-titles": {"title_weight": 0.0},
     "hybrid-adapted": {"_model": "adapted"},  # after `supportbot adapt`
+    "hybrid-int8": {"_model": "int8"},  # SUPPORTBOT_EMBEDDER=minilm-int8
 }
 
 
@@ -70,13 +72,20 @@ class Record:
         }
 
 
-MODELS = ("adapted", "base")  # which embedder a variant's index is built with
+MODELS = ("adapted", "int8", "base")  # which embedder a variant's index is built with
 
 
 def model_kind(settings: Settings, variant: str) -> str:
-    """'adapted' for variants that want the model adapted to the dataset (real model only)."""
-    wants = VARIANTS[variant].get("_model") == "adapted"
-    return "adapted" if wants and settings.embedder != "fake" else "base"
+    """'adapted' for variants that want the model adapted to the dataset, 'int8' for the int8
+    ONNX backend (asked by the variant or the settings), else 'base' (always, with the fake)."""
+    wants = VARIANTS[variant].get("_model")
+    if settings.embedder == "fake":
+        return "base"
+    if wants == "adapted":
+        return "adapted"
+    if wants == "int8" or settings.embedder == "minilm-int8":
+        return "int8"
+    return "base"
 
 
 def adapt_options(settings: Settings) -> AdaptOptions:
@@ -120,6 +129,9 @@ def prepare_index(
         models_root = index_dir / "models"
         result = adapt(passages, models_root, adapt_options(settings), threads, progress)
         embedder = load_named(result.name, models_root, threads, settings.embed_batch_size)
+    elif kind == "int8":
+        name = MINILM_NAME + INT8_SUFFIX
+        embedder = load_named(name, index_dir / "models", threads, settings.embed_batch_size)
     else:
         embedder = MiniLMEmbedder(threads=threads, batch_size=settings.embed_batch_size)
     build_index(

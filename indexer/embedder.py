@@ -129,7 +129,26 @@ class FakeEmbedder:
 def load_named(
     name: str, models_root: Path, threads: int | None = None, batch_size: int = 64
 ) -> Embedder:
-    """The embedder an index names: the base model, or an adapted copy under ``models_root``."""
+    """The embedder an index names: the base model, or an adapted copy under ``models_root``;
+    either as int8 ONNX when the name ends with ``@onnx-int8``."""
+    from indexer.onnx_embedder import SUFFIX, OnnxMiniLMEmbedder
+
+    if name.endswith(SUFFIX):
+        base = name.removesuffix(SUFFIX)
+        if base == MINILM_NAME:
+            source = base_model_path()
+        elif (models_root / base / "adapted.json").is_file():
+            source = models_root / base
+        else:
+            raise EmbedderUnavailable(f"the index was built with {name!r}, whose weights are gone")
+        try:
+            return OnnxMiniLMEmbedder(source, models_root / "onnx", name, threads, batch_size)
+        except EmbedderUnavailable:
+            raise
+        except Exception as exc:
+            raise EmbedderUnavailable(
+                f"the int8 model for {base} cannot be made ({exc.__class__.__name__}: {exc})"
+            ) from exc
     if name == MINILM_NAME:
         return MiniLMEmbedder(threads=threads, batch_size=batch_size)
     folder = models_root / name
