@@ -10,6 +10,7 @@ import frontmatter
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from bot.article_search import like_pattern
 from bot.article_store import upsert_article
 from bot.models import Article, ArticleRevision, Category, Tag
 from indexer.articles import STATUSES, InvalidArticle, SourceArticle, make_article, slugify
@@ -48,8 +49,7 @@ def list_articles(
     """Articles matching the filters, most recently changed first."""
     query = select(Article)
     if q:
-        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        like = f"%{escaped}%"
+        like = like_pattern(q)
         query = query.where(
             or_(
                 func.lower(Article.title).like(like, escape="\\"),

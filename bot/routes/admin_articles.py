@@ -30,6 +30,10 @@ def request_reindex(request: Request, background: BackgroundTasks) -> None:
         background.add_task(reindexer.request)
 
 
+def _missing(request: Request, agent) -> HTMLResponse:
+    return page(request, "agent/not_found.html", {"agent": agent}, status_code=404)
+
+
 def _touches_index(before: str | None, after: str | None) -> bool:
     return "published" in (before, after)
 
@@ -126,7 +130,7 @@ def edit_article(
 ) -> HTMLResponse:
     article = session.get(admin.Article, article_id)
     if article is None:
-        return page(request, "agent/not_found.html", {"agent": agent}, status_code=404)
+        return _missing(request, agent)
     return _editor(request, session, agent, article, _form_of(article))
 
 
@@ -172,7 +176,7 @@ async def update_article(
 ) -> Response:
     article = session.get(admin.Article, article_id)
     if article is None:
-        return page(request, "agent/not_found.html", {"agent": agent}, status_code=404)
+        return _missing(request, agent)
     data = await _posted(request)
     data["id"] = article_id
     form = await request.form()
@@ -217,7 +221,7 @@ def revisions(
 ) -> HTMLResponse:
     article = session.get(admin.Article, article_id)
     if article is None:
-        return page(request, "agent/not_found.html", {"agent": agent}, status_code=404)
+        return _missing(request, agent)
     return page(
         request,
         "admin/revisions.html",
@@ -237,7 +241,7 @@ def revision_diff(
     try:
         rev = admin.revision(session, article_id, number)
     except admin.ArticleNotFound:
-        return page(request, "agent/not_found.html", {"agent": agent}, status_code=404)
+        return _missing(request, agent)
     older: ArticleRevision | None = None
     if number > 1:
         try:

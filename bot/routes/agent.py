@@ -18,6 +18,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from bot import agent_actions
+from bot.article_search import find_published
 from bot.auth import LoginThrottle, authenticate, csrf_ok, csrf_token
 from bot.conversations import InvalidTransition, latest_handoff
 from bot.db import session_scope
@@ -25,7 +26,6 @@ from bot.deps import SessionDep, SettingsDep
 from bot.events import CONSOLE, conversation_topic
 from bot.models import Article, Conversation, Handoff, Message, User, utcnow
 from bot.routes.pages import page
-from bot.routes.widget import article_url
 from bot.schemas import message_public
 
 router = APIRouter(prefix="/agent", tags=["agent console"], include_in_schema=False)
@@ -319,19 +319,11 @@ def find_articles(
     q: Annotated[str, Query(max_length=500)] = "",
 ) -> JSONResponse:
     """Articles to insert as a link in a reply: the bot's retrieval, else a title match."""
-    q = " ".join(q.split())
     pipeline = getattr(request.app.state, "pipeline", None)
-    hits = pipeline.search(q, limit=8) if q and pipeline is not None and pipeline.ready else []
-    if hits:
-        found = [{"id": h.article_id, "title": h.title, "url": h.url} for h in hits]
-    else:
-        query = select(Article).where(Article.status == "published")
-        if q:
-            query = query.where(Article.title.ilike(f"%{q}%"))
-        found = [
-            {"id": a.id, "title": a.title, "url": article_url(settings, a)}
-            for a in session.scalars(query.order_by(Article.title).limit(8))
-        ]
+    found = [
+        {"id": f.article_id, "title": f.title, "url": f.url}
+        for f in find_published(session, pipeline, settings, " ".join(q.split()), 8)
+    ]
     base = str(request.base_url).rstrip("/")
     for item in found:  # links the customer can open from anywhere
         if item["url"].startswith("/"):

@@ -91,14 +91,15 @@ class RevisionPublic(BaseModel):
 
 
 def _public(article: Article) -> ArticlePublic:
+    src = admin.as_source(article)
     return ArticlePublic(
-        id=article.id,
-        title=article.title,
-        body=article.body,
-        category=article.category.slug if article.category else None,
-        tags=sorted(t.name for t in article.tags),
-        status=article.status,
-        url=article.url,
+        id=src.id,
+        title=src.title,
+        body=src.body,
+        category=src.category,
+        tags=src.tags,
+        status=src.status,
+        url=src.url,
         revision=article.revision,
         updated_at=article.updated_at,
     )

@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
+from bot.article_search import find_published
 from bot.deps import SessionDep, SettingsDep
 from bot.models import Article, Category
 from bot.routes.pages import page, render_markdown
-from bot.routes.widget import article_url
 
 router = APIRouter(prefix="/help", tags=["help center"], include_in_schema=False)
 PUBLISHED = Article.status == "published"
@@ -85,37 +85,9 @@ def search(
 ) -> HTMLResponse:
     """Search with the bot's retrieval; by title and text while the index is still loading."""
     q = " ".join(q.split())
-    results = []
-    if q:
-        pipeline = getattr(request.app.state, "pipeline", None)
-        hits = pipeline.search(q, limit=10) if pipeline is not None and pipeline.ready else []
-        if hits:
-            results = [
-                {"title": h.title, "url": h.url, "snippet": _snippet(h.passage["text"])}
-                for h in hits
-                if h is hits[0] or h.evidence >= settings.clarify_threshold / 2
-            ]
-        else:
-            like = f"%{q.lower()}%"
-            rows = session.scalars(
-                select(Article)
-                .where(
-                    PUBLISHED,
-                    or_(func.lower(Article.title).like(like), func.lower(Article.body).like(like)),
-                )
-                .order_by(Article.title)
-                .limit(10)
-            )
-            results = [
-                {"title": a.title, "url": article_url(settings, a), "snippet": _snippet(a.body)}
-                for a in rows
-            ]
+    pipeline = getattr(request.app.state, "pipeline", None)
+    results = find_published(session, pipeline, settings, q, 10) if q else []
     return page(request, "help/search.html", {"q": q, "results": results})
-
-
-def _snippet(text: str, limit: int = 220) -> str:
-    text = " ".join(text.replace("#", " ").split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _not_found(request: Request, message: str) -> HTMLResponse:

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
+from bot.article_search import article_url
 from bot.deps import SessionDep, SettingsDep
 from bot.models import Article, Message
 from bot.schemas import Suggestion, WidgetConfig
@@ -24,10 +25,6 @@ VERSION = "1"
 templates = Jinja2Templates(directory=WIDGET_DIR / "templates")
 router = APIRouter(tags=["widget"])
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
-
-
-def article_url(settings: Settings, article: Article) -> str:
-    return article.url or f"{settings.public_url.rstrip('/')}/help/articles/{article.id}"
 
 
 def frame_ancestors(settings: Settings) -> str:
