@@ -55,6 +55,7 @@ def _load(app: FastAPI, settings: Settings, embedder: Embedder | None) -> None:
             settings.index_dir,
             settings.index_check_seconds,
             embedder_source(settings, override=embedder),
+            settings.dense_options(),
         )
         holder.refresh()
         state.pipeline = Pipeline.from_settings(settings, holder)

@@ -101,6 +101,7 @@ def index(
             bm25_k1=settings.bm25_k1,
             bm25_b=settings.bm25_b,
             progress=progress and sys.stderr.isatty(),
+            dense_options=settings.dense_options(build_threads=os.cpu_count() or 1),
         )
     state = "built" if result.changed else "unchanged"
     typer.echo(

@@ -15,6 +15,7 @@ from pathlib import Path
 from bot.gate import REPLIES, Decision, GateSettings, decide, pre_retrieval
 from bot.retrieval import ArticleHit, RetrievalOptions, Retriever
 from bot.settings import Settings
+from indexer.dense import DenseOptions
 from indexer.embedder import Embedder, EmbedderUnavailable, FakeEmbedder, load_named
 from indexer.store import SearchIndex, current_version, load_current
 
@@ -36,9 +37,14 @@ class IndexHolder:
     """
 
     def __init__(
-        self, root: Path, check_seconds: float = 2.0, embedders: EmbedderSource | None = None
+        self,
+        root: Path,
+        check_seconds: float = 2.0,
+        embedders: EmbedderSource | None = None,
+        dense_options: DenseOptions | None = None,
     ) -> None:
         self.root = root
+        self.dense_options = dense_options
         self.check_seconds = check_seconds
         self._embedders = embedders
         self.live: tuple[SearchIndex, Embedder] | None = None
@@ -85,7 +91,7 @@ class IndexHolder:
         ):
             return False  # e.g. its model is being restored: try again a bit later
         try:
-            index = load_current(self.root)
+            index = load_current(self.root, self.dense_options)
         except Exception as exc:  # noqa: BLE001 - missing, half-copied or corrupt: keep the old one
             message = f"could not load index version {version}: {exc.__class__.__name__}: {exc}"
             if message != self.error:

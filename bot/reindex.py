@@ -133,6 +133,8 @@ class Reindexer:
                 max_words=self.settings.passage_max_words,
                 bm25_k1=self.settings.bm25_k1,
                 bm25_b=self.settings.bm25_b,
+                dense_options=self.settings.dense_options(),
+                live=self.holder.index,
             )
         self.holder.refresh()  # switch now rather than at the watcher's next look
         live = self.holder.index

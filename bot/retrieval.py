@@ -97,8 +97,8 @@ class Retriever:
         dense_ids = dense_ids[0][dense_ids[0] >= 0]
         lex_all = np.zeros(n, dtype=np.float32)
         tokens = tokenize([query])[0]
-        if tokens and index.bm25 is not None:
-            lex_all = np.asarray(index.bm25.get_scores(tokens), dtype=np.float32)
+        if tokens and index.lexical is not None:
+            lex_all = index.lexical.scores(tokens)
         lex_ids = np.argpartition(-lex_all, k - 1)[:k] if k < n else np.arange(n)
 
         cand = np.union1d(dense_ids, lex_ids)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.hours import parse_hours, zone
+
+if TYPE_CHECKING:
+    from indexer.dense import DenseOptions
 
 
 class Settings(BaseSettings):
@@ -68,6 +71,21 @@ class Settings(BaseSettings):
     # Passages
     passage_max_words: int = Field(
         120, description="Sections longer than this are split into passages of about this size."
+    )
+
+    # Dense index size
+    ann_min_passages: int = Field(
+        200_000,
+        ge=1,
+        description="From this many passages on, the dense index is IVF (approximate: k-means "
+        "lists, only the nearest ones scanned) instead of flat (exact). `make bench` reports "
+        "IVF's recall@10 against flat.",
+    )
+    ann_lists: int = Field(
+        0, ge=0, description="IVF lists (0: about 2 x the square root of the passage count)."
+    )
+    ann_probe: int = Field(
+        48, ge=1, description="IVF lists scanned per question: more is slower and closer to exact."
     )
 
     # Retrieval
@@ -216,6 +234,17 @@ class Settings(BaseSettings):
             if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
                 raise ValueError(f"{origin!r}: expected an origin like https://shop.example.com")
         return [o.rstrip("/") for o in value]
+
+    def dense_options(self, build_threads: int = 1) -> DenseOptions:
+        """The dense index's size switch and IVF parameters (``build_threads``: for training)."""
+        from indexer.dense import DenseOptions
+
+        return DenseOptions(
+            ann_min_passages=self.ann_min_passages,
+            ann_lists=self.ann_lists,
+            ann_probe=self.ann_probe,
+            build_threads=build_threads,
+        )
 
 
 def get_settings() -> Settings:

@@ -142,6 +142,7 @@ def prepare_index(
         bm25_k1=settings.bm25_k1,
         bm25_b=settings.bm25_b,
         progress=progress,
+        dense_options=settings.dense_options(build_threads=threads),
     )
     return index_dir, False
 
@@ -151,6 +152,7 @@ def open_index(settings: Settings, index_dir: Path) -> IndexHolder:
     holder = IndexHolder(
         index_dir,
         embedders=embedder_source(settings.model_copy(update={"index_dir": index_dir})),
+        dense_options=settings.dense_options(),
     )
     holder.refresh()
     if holder.live is None:

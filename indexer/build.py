@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,9 +14,11 @@ import numpy as np
 from tqdm import tqdm
 
 from indexer.chunking import IndexDoc, passage_hash, split_article
+from indexer.dense import DenseOptions
 from indexer.embedder import Embedder
+from indexer.lexical import LexicalIndex
 from indexer.manifest import Manifest, fingerprint
-from indexer.store import SearchIndex, load_current
+from indexer.store import SearchIndex, current_version, load_current
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,12 @@ class BuildResult:
     seconds: float
 
 
+def doc_key(doc: IndexDoc, max_words: int, model: str) -> str:
+    """Hash of everything that decides an article's passages: an equal key means equal passages."""
+    payload = [doc.article_id, doc.revision, doc.title, doc.body, doc.url, doc.category]
+    return hashlib.sha256(json.dumps([payload, max_words, model]).encode()).hexdigest()
+
+
 def build_index(
     docs: list[IndexDoc],
     root: Path,
@@ -40,90 +51,147 @@ def build_index(
     bm25_k1: float = 0.9,
     bm25_b: float = 0.4,
     progress: bool = False,
+    dense_options: DenseOptions | None = None,
+    live: SearchIndex | None = None,
 ) -> BuildResult:
     """Split, embed what is new, write a version and switch CURRENT to it.
 
-    Vectors of passages whose content hash is in the current version are reused. When nothing
-    changed at all, no new version is written.
+    Articles whose content is unchanged since the current version keep its passages, vectors
+    and term counts; only changed articles are split, tokenized and embedded. When nothing
+    changed at all, no new version is written. ``live``, the version a server holds in memory,
+    saves reading the current version from disk when it is that version.
     """
-    started = datetime.now(UTC)
+    started = time.perf_counter()
     chunking = {"max_words": max_words, "bm25_k1": bm25_k1, "bm25_b": bm25_b}
-    passages = [p for doc in docs for p in split_article(doc, max_words, embedder.name)]
-    rows = [p.to_dict() for p in passages]
-    digest = fingerprint(rows, embedder.name, chunking)
+    keys = [doc_key(d, max_words, embedder.name) for d in docs]
+    digest = fingerprint(keys, embedder.name, chunking)
 
-    previous = _load_previous(root)
+    if live is not None and live.manifest.version == current_version(root):
+        previous = live
+    else:
+        previous = _load_previous(root, dense_options)
     if previous is not None and previous.manifest.fingerprint == digest:
+        n = len(previous.passages)
         return BuildResult(
             previous.manifest.version,
             previous.path,
-            len(rows),
+            n,
             len(docs),
             0,
-            len(rows) + len(docs),
+            n + len(docs),
             False,
-            (datetime.now(UTC) - started).total_seconds(),
+            time.perf_counter() - started,
         )
 
-    index, embedded = assemble(docs, passages, rows, digest, chunking, embedder, previous, progress)
+    index, embedded = assemble(
+        docs, keys, digest, chunking, embedder, previous, progress, dense_options
+    )
     path = index.save(root)
+    n = len(index.passages)
     return BuildResult(
         index.manifest.version,
         path,
-        len(rows),
+        n,
         len(docs),
         embedded,
-        len(rows) + len(docs) - embedded,
+        n + len(docs) - embedded,
         True,
-        (datetime.now(UTC) - started).total_seconds(),
+        time.perf_counter() - started,
     )
+
+
+def _plan(
+    docs: list[IndexDoc], keys: list[str], max_words: int, model: str, previous: SearchIndex | None
+) -> tuple[list[dict], list[int | None], list[str | None]]:
+    """Passage rows in order, the previous version's row each one reuses (None: new), and the
+    search text of every new one."""
+    old_key: dict[str, str] = {}
+    old_rows: dict[str, list[int]] = {}
+    if previous is not None and previous.manifest.model == model:
+        old_key = {t["article_id"]: t.get("source", "") for t in previous.titles}
+        for i, p in enumerate(previous.passages):
+            old_rows.setdefault(p["article_id"], []).append(i)
+    rows: list[dict] = []
+    reuse: list[int | None] = []
+    texts: list[str | None] = []
+    for doc, key in zip(docs, keys, strict=True):
+        if old_key.get(doc.article_id) == key and doc.article_id in old_rows:
+            for r in old_rows[doc.article_id]:
+                rows.append(previous.passages[r])
+                reuse.append(r)
+                texts.append(None)
+            continue
+        for p in split_article(doc, max_words, model):
+            rows.append(p.to_dict())
+            reuse.append(None)
+            texts.append(p.search_text)
+    return rows, reuse, texts
 
 
 def assemble(
     docs: list[IndexDoc],
-    passages: list,
-    rows: list[dict],
+    keys: list[str],
     digest: str,
     chunking: dict,
     embedder: Embedder,
     previous: SearchIndex | None,
     progress: bool = False,
+    dense_options: DenseOptions | None = None,
 ) -> tuple[SearchIndex, int]:
-    """An in-memory index of ``passages``, embedding only texts ``previous`` does not hold;
-    returns it and how many texts were embedded."""
-    bm25_k1, bm25_b = chunking["bm25_k1"], chunking["bm25_b"]
+    """An in-memory index of ``docs``, splitting, tokenizing and embedding only what
+    ``previous`` does not hold; returns it and how many texts were embedded."""
+    rows, reuse, texts = _plan(docs, keys, chunking["max_words"], embedder.name, previous)
     titles = [
-        {"article_id": d.article_id, "title": d.title, "hash": passage_hash(d.title, embedder.name)}
-        for d in docs
+        {
+            "article_id": d.article_id,
+            "title": d.title,
+            "hash": passage_hash(d.title, embedder.name),
+            "source": key,
+        }
+        for d, key in zip(docs, keys, strict=True)
     ]
-    known: dict[str, np.ndarray] = {}
-    if previous is not None and previous.manifest.model == embedder.name:
-        known = {p["hash"]: previous.vectors[i] for i, p in enumerate(previous.passages)}
+    same_model = previous is not None and previous.manifest.model == embedder.name
+    known: dict[str, int] = {}  # hash -> row of the previous passages or titles (negative)
+    if same_model:
+        known = {p["hash"]: i for i, p in enumerate(previous.passages)}
         if previous.title_vectors is not None:
-            known.update(
-                (t["hash"], previous.title_vectors[i]) for i, t in enumerate(previous.titles)
-            )
-    text_of = {p.hash: p.search_text for p in passages} | {t["hash"]: t["title"] for t in titles}
+            known.update((t["hash"], -1 - i) for i, t in enumerate(previous.titles))
+    text_of = {r["hash"]: t for r, t in zip(rows, texts, strict=True) if t is not None}
+    text_of.update((t["hash"], t["title"]) for t in titles)
     todo = sorted(h for h in text_of if h not in known)
+    fresh: dict[str, np.ndarray] = {}
     if todo:
-        log.info("embedding %d new passage(s), reusing %d", len(todo), len(passages) - len(todo))
+        log.info("embedding %d new text(s), reusing %d", len(todo), len(rows) - len(todo))
         batch = 256
         bar = tqdm(total=len(todo), desc="embedding", unit="passage", disable=not progress)
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
-            vectors = embedder.embed([text_of[h] for h in chunk])
-            known.update(zip(chunk, vectors, strict=True))
+            fresh.update(zip(chunk, embedder.embed([text_of[h] for h in chunk]), strict=True))
             bar.update(len(chunk))
         bar.close()
-    matrix = (
-        np.stack([known[p.hash] for p in passages]).astype(np.float32)
-        if passages
-        else np.zeros((0, embedder.dim), dtype=np.float32)
-    )
-    title_matrix = (
-        np.stack([known[t["hash"]] for t in titles]).astype(np.float32)
-        if titles
-        else np.zeros((0, embedder.dim), dtype=np.float32)
+
+    def vector(h: str) -> np.ndarray:
+        if h in fresh:
+            return fresh[h]
+        row = known[h]
+        return previous.vectors[row] if row >= 0 else previous.title_vectors[-1 - row]
+
+    matrix = np.zeros((len(rows), embedder.dim), dtype=np.float32)
+    at = [i for i, r in enumerate(reuse) if r is not None]
+    if at:
+        matrix[at] = previous.vectors[[reuse[i] for i in at]]
+    for i, r in enumerate(reuse):
+        if r is None:
+            matrix[i] = vector(rows[i]["hash"])
+    title_matrix = np.zeros((len(titles), embedder.dim), dtype=np.float32)
+    for i, t in enumerate(titles):
+        title_matrix[i] = vector(t["hash"])
+    lexical = LexicalIndex.build(
+        texts,
+        chunking["bm25_k1"],
+        chunking["bm25_b"],
+        previous.lexical if same_model else None,
+        reuse if same_model and previous.lexical is not None else None,
     )
     now = datetime.now(UTC)
     manifest = Manifest(
@@ -133,7 +201,7 @@ def assemble(
         dim=embedder.dim,
         passages=len(rows),
         articles=len(docs),
-        passage_hashes=[p.hash for p in passages],
+        passage_hashes=[r["hash"] for r in rows],
         fingerprint=digest,
         chunking=chunking,
     )
@@ -141,11 +209,11 @@ def assemble(
         manifest,
         rows,
         matrix,
-        [p.search_text for p in passages],
-        bm25_k1,
-        bm25_b,
+        lexical,
         titles,
         title_matrix,
+        dense_options,
+        previous if same_model else None,
     )
     return index, len(todo)
 
@@ -161,15 +229,14 @@ def in_memory_index(
     """An index of ``docs`` that is never written, embedding only what ``previous`` lacks
     (e.g. the live index plus one draft, for trying a question against it)."""
     chunking = {"max_words": max_words, "bm25_k1": bm25_k1, "bm25_b": bm25_b}
-    passages = [p for doc in docs for p in split_article(doc, max_words, embedder.name)]
-    rows = [p.to_dict() for p in passages]
-    digest = fingerprint(rows, embedder.name, chunking)
-    return assemble(docs, passages, rows, digest, chunking, embedder, previous)[0]
+    keys = [doc_key(d, max_words, embedder.name) for d in docs]
+    digest = fingerprint(keys, embedder.name, chunking)
+    return assemble(docs, keys, digest, chunking, embedder, previous)[0]
 
 
-def _load_previous(root: Path) -> SearchIndex | None:
+def _load_previous(root: Path, dense_options: DenseOptions | None = None) -> SearchIndex | None:
     try:
-        return load_current(root)
+        return load_current(root, dense_options)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
         log.warning("ignoring unreadable current index under %s: %s", root, exc)
         return None

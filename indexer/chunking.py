@@ -13,7 +13,9 @@ from itertools import pairwise
 
 from markdown_it import MarkdownIt
 
-_md = MarkdownIt("commonmark")
+# block structure is all the splitter reads (a heading's text is its inline token's content), so
+# the inline rules, most of the parse time, are switched off
+_md = MarkdownIt("commonmark").disable("inline")
 _INLINE_MARKUP = re.compile(r"(\*\*|__|`|\[([^\]]*)\]\([^)]*\))")
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-FORMAT = 1
+FORMAT = 2  # 2: BM25 as term counts (indexer.lexical), per-article source hashes
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Manifest:
     format: int = FORMAT
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=1))
+        path.write_text(json.dumps({f.name: getattr(self, f.name) for f in fields(self)}))
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
@@ -35,7 +35,8 @@ class Manifest:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-def fingerprint(passage_dicts: list[dict], model: str, chunking: dict) -> str:
-    """Identifies the index content: same fingerprint, same index."""
-    payload = json.dumps([model, chunking, passage_dicts], sort_keys=True)
+def fingerprint(parts: list, model: str, chunking: dict) -> str:
+    """Identifies the index content (``parts``: one hash per article): same fingerprint, same
+    index."""
+    payload = json.dumps([FORMAT, model, chunking, parts], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()

@@ -1,4 +1,4 @@
-"""One index version on disk: FAISS (dense), bm25s (lexical), the passage table and the manifest.
+"""One index version on disk: FAISS (dense), BM25 (lexical), the passage table and the manifest.
 
 Versions live in ``<root>/versions/<version>/``; ``<root>/CURRENT`` names the live one. A version is
 written to a temporary folder, renamed into place, and only then is CURRENT replaced (atomically),
@@ -19,28 +19,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import bm25s
 import faiss
 import numpy as np
-import Stemmer
 
-from indexer.manifest import Manifest
+from indexer.dense import DenseOptions, make_dense, set_search_options
+from indexer.lexical import LexicalIndex, tokenize
+from indexer.manifest import FORMAT, Manifest
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
-# one FAISS thread per search: requests run concurrently on 2 cores; OpenMP threads would fight
-faiss.omp_set_num_threads(1)
 
 CURRENT = "CURRENT"
 KEEP_VERSIONS = 3
-_stemmer = Stemmer.Stemmer("english")
-
-
-def tokenize(texts: list[str]) -> list[list[str]]:
-    """Lowercased, stop-worded, stemmed tokens: the lexical index's view of text."""
-    return bm25s.tokenize(
-        texts, stopwords="en", stemmer=_stemmer, return_ids=False, show_progress=False
-    )
+__all__ = ["SearchIndex", "build_lock", "current_version", "load_current", "tokenize"]
 
 
 @dataclass
@@ -51,7 +42,7 @@ class SearchIndex:
     passages: list[dict]
     vectors: np.ndarray
     dense: faiss.Index
-    bm25: bm25s.BM25 | None
+    lexical: LexicalIndex | None
     path: Path | None = None
     titles: list[dict] = field(default_factory=list)  # one per article: {article_id, title, hash}
     title_vectors: np.ndarray | None = None
@@ -65,21 +56,20 @@ class SearchIndex:
         manifest: Manifest,
         passages: list[dict],
         vectors: np.ndarray,
-        search_texts: list[str],
-        k1: float = 0.9,
-        b: float = 0.4,
+        lexical: LexicalIndex | None,
         titles: list[dict] | None = None,
         title_vectors: np.ndarray | None = None,
+        dense_options: DenseOptions | None = None,
+        previous: SearchIndex | None = None,
     ) -> SearchIndex:
+        """Assemble a version; the dense index is flat, or approximate above the size the
+        options name (an approximate one reuses ``previous``'s trained centroids when it can)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        dense = faiss.IndexFlatIP(manifest.dim)
-        if len(vectors):
-            dense.add(vectors)
-        bm25 = None
-        if passages:
-            bm25 = bm25s.BM25(k1=k1, b=b)
-            bm25.index(tokenize(search_texts), show_progress=False)
-        return cls(manifest, passages, vectors, dense, bm25, None, titles or [], title_vectors)
+        dense = make_dense(
+            vectors, dense_options or DenseOptions(), previous.dense if previous else None
+        )
+        manifest.backend = f"faiss-{dense.__class__.__name__}+bm25"
+        return cls(manifest, passages, vectors, dense, lexical, None, titles or [], title_vectors)
 
     def save(self, root: Path) -> Path:
         """Write this index as a new version under ``root`` and make it current; returns its path."""
@@ -87,14 +77,15 @@ class SearchIndex:
         versions.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=versions))
         try:
-            faiss.write_index(self.dense, str(tmp / "dense.faiss"))
+            if not isinstance(self.dense, faiss.IndexFlat):  # a flat index is the vectors
+                faiss.write_index(self.dense, str(tmp / "dense.faiss"))
             np.save(tmp / "vectors.npy", self.vectors)
             (tmp / "passages.json").write_text(json.dumps(self.passages))
             (tmp / "titles.json").write_text(json.dumps(self.titles))
             if self.title_vectors is not None:
                 np.save(tmp / "title_vectors.npy", self.title_vectors)
-            if self.bm25 is not None:
-                self.bm25.save(str(tmp / "bm25"))
+            if self.lexical is not None:
+                self.lexical.save(tmp / "lexical")
             self.manifest.write(tmp / "manifest.json")
             _fsync_tree(tmp)  # on disk before anything points at it
             final = versions / self.manifest.version
@@ -113,19 +104,33 @@ class SearchIndex:
         return final
 
     @classmethod
-    def load(cls, path: Path) -> SearchIndex:
+    def load(cls, path: Path, dense_options: DenseOptions | None = None) -> SearchIndex:
         manifest = Manifest.read(path / "manifest.json")
+        if manifest.format != FORMAT:
+            raise ValueError(
+                f"index at {path} has format {manifest.format}, this version reads {FORMAT}: "
+                "run `supportbot index`"
+            )
         passages = json.loads((path / "passages.json").read_text())
         vectors = np.load(path / "vectors.npy")
-        dense = faiss.read_index(str(path / "dense.faiss"))
-        bm25 = bm25s.BM25.load(str(path / "bm25")) if (path / "bm25").exists() else None
-        if len(passages) != dense.ntotal or len(passages) != len(vectors):
+        if (path / "dense.faiss").exists():
+            dense = faiss.read_index(str(path / "dense.faiss"))
+            set_search_options(dense, dense_options or DenseOptions())
+        else:
+            dense = faiss.IndexFlatIP(manifest.dim)
+            if len(vectors):
+                dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        lexical = LexicalIndex.load(path / "lexical") if (path / "lexical").exists() else None
+        sizes = {len(passages), dense.ntotal, len(vectors)}
+        if lexical is not None:
+            sizes.add(lexical.size)
+        if len(sizes) != 1:
             raise ValueError(f"index at {path} is inconsistent: passage and vector counts differ")
         titles, title_vectors = [], None
         if (path / "title_vectors.npy").exists():
             titles = json.loads((path / "titles.json").read_text())
             title_vectors = np.load(path / "title_vectors.npy")
-        return cls(manifest, passages, vectors, dense, bm25, path, titles, title_vectors)
+        return cls(manifest, passages, vectors, dense, lexical, path, titles, title_vectors)
 
 
 def current_version(root: Path) -> str | None:
@@ -136,9 +141,9 @@ def current_version(root: Path) -> str | None:
         return None
 
 
-def load_current(root: Path) -> SearchIndex | None:
+def load_current(root: Path, dense_options: DenseOptions | None = None) -> SearchIndex | None:
     version = current_version(root)
-    return SearchIndex.load(root / "versions" / version) if version else None
+    return SearchIndex.load(root / "versions" / version, dense_options) if version else None
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -171,7 +171,7 @@ def test_saved_index_loads_back_identically(root: Path, fake_embedder: FakeEmbed
     # every stored vector finds its own passage first
     _, found = loaded.dense.search(loaded.vectors, 1)
     assert found[:, 0].tolist() == list(range(len(passages)))
-    assert loaded.bm25 is not None
+    assert loaded.lexical is not None
     assert load_current(root).manifest.version == result.version
 
 
@@ -230,3 +230,54 @@ def test_truncated_manifest_is_rebuilt_and_stale_temp_folders_are_pruned(
     assert again.changed and current_version(root) == again.version != first.version
     assert not stale.exists()  # left by a crash an hour ago
     assert fresh.exists()  # may belong to a build still running
+
+
+def test_an_incremental_build_equals_a_fresh_one(
+    root: Path, tmp_path: Path, fake_embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unchanged articles keep their passages, vectors and term counts; only the edited and the
+    new article are split again, and the result is the index a fresh build makes."""
+    import indexer.build as build_module
+    from indexer.lexical import tokenize
+
+    docs = small_kb_docs()
+    build_index(docs, root, fake_embedder)
+    split_ids: list[str] = []
+    real_split = build_module.split_article
+
+    def counting_split(doc, *args, **kwargs):
+        split_ids.append(doc.article_id)
+        return real_split(doc, *args, **kwargs)
+
+    monkeypatch.setattr(build_module, "split_article", counting_split)
+    new_doc = IndexDoc("gift-cards", 1, "Gift cards", "Gift cards never expire.", "/g")
+    edited = [*edit(docs, "return-policy", "30 days", "45 days")[1:], new_doc]
+    build_index(edited, root, fake_embedder)
+    assert sorted(split_ids) == ["gift-cards", "return-policy"]
+
+    incremental = load_current(root)
+    fresh_root = tmp_path / "fresh"
+    build_index(edited, fresh_root, FakeEmbedder())
+    fresh = load_current(fresh_root)
+    assert incremental.passages == fresh.passages
+    np.testing.assert_array_equal(incremental.vectors, fresh.vectors)
+    np.testing.assert_array_equal(incremental.title_vectors, fresh.title_vectors)
+    for query in ["return within 45 days", "gift card expiry", "shipping costs"]:
+        tokens = tokenize([query])[0]
+        np.testing.assert_allclose(
+            incremental.lexical.scores(tokens), fresh.lexical.scores(tokens), rtol=1e-6
+        )
+
+
+def test_a_server_passes_its_live_index_instead_of_reading_it(
+    root: Path, fake_embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import indexer.build as build_module
+
+    build_index(small_kb_docs(), root, fake_embedder)
+    live = load_current(root)
+    monkeypatch.setattr(build_module, "load_current", lambda *a, **k: pytest.fail("read again"))
+    result = build_index(
+        edit(small_kb_docs(), "return-policy", "30 days", "45 days"), root, fake_embedder, live=live
+    )
+    assert result.embedded == 1 and result.changed
