@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,8 @@ def export_int8(model_dir: Path, out_dir: Path) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-onnx-", dir=out_dir.parent))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes about shapes, made dynamic above
             torch.onnx.export(
                 model,
                 tuple(sample[name] for name in INPUTS),
@@ -113,7 +115,7 @@ class OnnxMiniLMEmbedder:
         self.texts_embedded = 0
         try:
             import onnxruntime as ort
-            from transformers import AutoTokenizer
+            from tokenizers import Tokenizer
         except ImportError as exc:
             raise EmbedderUnavailable(f"the int8 backend needs onnxruntime: {exc}") from exc
         config = model_dir / "sentence_bert_config.json"
@@ -128,7 +130,12 @@ class OnnxMiniLMEmbedder:
         options.intra_op_num_threads = max(1, threads or 1)
         options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self._tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+        # the model's fast tokenizer itself (tokenizer.json), without transformers and torch: a
+        # server on this backend starts in a second and stays small
+        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer" / "tokenizer.json"))
+        self._tokenizer.enable_truncation(self.max_length)
+        pad = self._tokenizer.token_to_id("[PAD]") or 0
+        self._tokenizer.enable_padding(pad_id=pad, pad_token="[PAD]")
 
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         self.calls += 1
@@ -138,16 +145,13 @@ class OnnxMiniLMEmbedder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            encoded = self._tokenizer(
-                [texts[i].strip() for i in rows],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
-            )
-            feed = {name: encoded[name].astype(np.int64) for name in INPUTS}
+            encoded = self._tokenizer.encode_batch([texts[i].strip() for i in rows])
+            ids = np.array([e.ids for e in encoded], dtype=np.int64)
+            attention = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            types = np.array([e.type_ids for e in encoded], dtype=np.int64)
+            feed = dict(zip(INPUTS, (ids, attention, types), strict=True))
             hidden = self._session.run(None, feed)[0]
-            mask = encoded["attention_mask"][..., None].astype(np.float32)
+            mask = attention[..., None].astype(np.float32)
             pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             out[rows] = pooled / np.clip(norms, 1e-12, None)

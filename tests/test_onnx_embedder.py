@@ -64,3 +64,37 @@ def test_the_export_is_made_once_and_reused(int8, tmp_path: Path) -> None:
 def test_an_unknown_adapted_base_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EmbedderUnavailable, match="weights are gone"):
         load_named(MINILM_NAME + "+gone" + SUFFIX, tmp_path, 1)
+
+
+def test_tokenization_is_the_models_own(int8, tmp_path_factory) -> None:
+    """The tokenizers library reads the model's tokenizer.json: the same ids, masks and
+    truncation as the transformers tokenizer sentence-transformers uses."""
+    from transformers import AutoTokenizer
+
+    from indexer.embedder import base_model_path
+
+    texts = [t.strip() for t in [*TEXTS, "Ünïcödé café, naïve résumé 東京 😀", "x" * 3000]]
+    reference = AutoTokenizer.from_pretrained(base_model_path(), local_files_only=True)
+    expected = reference(texts, padding=True, truncation=True, max_length=256, return_tensors="np")
+    ours = int8._tokenizer.encode_batch(texts)
+    assert np.array_equal(np.array([e.ids for e in ours]), expected["input_ids"])
+    assert np.array_equal(np.array([e.attention_mask for e in ours]), expected["attention_mask"])
+    assert np.array_equal(np.array([e.type_ids for e in ours]), expected["token_type_ids"])
+
+
+def test_serving_from_an_export_needs_no_torch(int8, tmp_path: Path) -> None:
+    """Once exported, the int8 model loads without torch or transformers (fast start, small
+    memory): checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    load_named(MINILM_NAME + SUFFIX, tmp_path, 1)  # the export, made once
+    code = (
+        "import sys; from pathlib import Path; from indexer.embedder import load_named; "
+        f"e = load_named({MINILM_NAME + SUFFIX!r}, Path({str(tmp_path)!r}), 1); "
+        "e.embed(['hello']); print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
