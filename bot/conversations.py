@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -180,13 +181,17 @@ def post_customer_message(
     pipeline: Pipeline | None,
     article_id: str | None = None,
     staffed: bool = True,
+    release: Callable[[], None] | None = None,
 ) -> tuple[Message, Message | None, Decision | None]:
     """Store the customer's message and, when the bot owns the conversation, the bot's reply.
 
     ``article_id``: the customer picked this article from the bot's clarify offer, so the bot
     answers the question that got the offer from it. ``staffed``: whether a person could take a
     handoff now; if not, a handoff becomes an offline ticket and the customer is asked for an
-    email address.
+    email address. ``release`` (the API passes the session's commit) stores the customer's
+    message before the bot thinks, so the database is not locked while the model runs; the
+    conversation is then locked again, and if a person took it over meanwhile the bot stays
+    silent.
     """
     question = _clarified_question(session, conv, article_id) if article_id else None
     if conv.status == "closed":
@@ -199,9 +204,16 @@ def post_customer_message(
         return customer, None, None
     if pipeline is None:
         raise ValueError("the bot owns this conversation but no pipeline was given")
+    streak = unhelpful_streak(session, conv)
+    if release is not None:
+        release()
     decision = pipeline.answer_from(question, article_id) if question and article_id else None
     if decision is None:
-        decision = pipeline.reply(text, unhelpful_streak(session, conv))
+        decision = pipeline.reply(text, streak)
+    if release is not None:
+        session.refresh(conv, with_for_update=True)
+        if conv.status != "bot":
+            return customer, None, None
     offline = decision.action == "escalate" and not staffed
     reply = Message(
         conversation=conv,

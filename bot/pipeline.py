@@ -7,6 +7,7 @@ one implementation of retrieval and of the gate.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -173,6 +174,11 @@ def gate_settings(settings: Settings) -> GateSettings:
     )
 
 
+# Searches running at once: one per core. Each search is single-threaded (torch, onnxruntime and
+# FAISS are set to one thread), so more would only share the cores and make every one slower.
+CPU_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+
+
 class Pipeline:
     """Turns one customer message into a :class:`Decision`."""
 
@@ -180,6 +186,11 @@ class Pipeline:
         self.holder = holder
         self.options = options
         self.gate = gate
+
+    def _search(self, live: tuple[SearchIndex, Embedder], text: str, limit: int = 10):
+        index, embedder = live
+        with CPU_SLOTS:
+            return Retriever(index, embedder, self.options).search(text, limit=limit).hits
 
     @classmethod
     def from_settings(cls, settings: Settings, holder: IndexHolder) -> Pipeline:
@@ -204,11 +215,10 @@ class Pipeline:
             if live is None:
                 decision = Decision("escalate", "no_index", REPLIES["no_index"], 0.0)
             else:
-                index, embedder = live
-                hits = Retriever(index, embedder, self.options).search(text).hits
+                hits = self._search(live, text)
                 decision = decide(hits, self.gate)
                 decision.ranking = hits
-                decision.scores["index_version"] = index.manifest.version
+                decision.scores["index_version"] = live[0].manifest.version
         decision.scores["reason"] = decision.reason
         decision.scores["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return decision
@@ -218,8 +228,7 @@ class Pipeline:
         live = self.holder.live
         if live is None:
             return []
-        index, embedder = live
-        return Retriever(index, embedder, self.options).search(text, limit=limit).hits
+        return self._search(live, text, limit)
 
     def answer_from(self, question: str, article_id: str) -> Decision | None:
         """Answer ``question`` from the article the customer picked (None: not found for it)."""

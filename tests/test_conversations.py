@@ -293,3 +293,56 @@ def test_the_streak_is_per_conversation(session):
     add_bot(session, other, "clarify")
     assert unhelpful_streak(session, mine) == 0
     assert unhelpful_streak(session, other) == 2
+
+
+def test_the_customers_message_is_stored_and_the_database_free_while_the_bot_thinks(session):
+    """With ``release`` (what the API passes), the customer's message is committed before the
+    model runs, so other requests can write meanwhile; the reply follows in a second step."""
+    conv = conversation_in(session, "bot")
+    session.commit()
+    seen: list[list[str]] = []
+    other = make_sessionmaker(session.get_bind())
+
+    class Watching(StubPipeline):
+        def reply(self, text: str, unhelpful_streak: int = 0) -> Decision:
+            with other() as s:  # another request: reads the stored message, and can write
+                seen.append([m.text for m in s.scalars(select(Message))])
+                s.add(Message(conversation_id=conv.id, role="system", text="meanwhile"))
+                s.commit()
+            return super().reply(text, unhelpful_streak)
+
+    _, reply, _ = post_customer_message(
+        session, conv, "reset password?", Watching(), release=session.commit
+    )
+    session.commit()
+    assert seen == [["reset password?"]]
+    assert [m.text for m in messages(session, conv)] == [
+        "reset password?",
+        "meanwhile",
+        "Use the reset link.",
+    ]
+    assert reply is not None
+
+
+def test_a_person_who_takes_over_while_the_bot_thinks_wins(session):
+    conv = conversation_in(session, "bot")
+    session.commit()
+    other = make_sessionmaker(session.get_bind())
+
+    class TakenOver(StubPipeline):
+        def reply(self, text: str, unhelpful_streak: int = 0) -> Decision:
+            with other() as s:
+                c = s.get(Conversation, conv.id)
+                transition(s, c, "queued")
+                transition(s, c, "agent")
+                s.commit()
+            return super().reply(text, unhelpful_streak)
+
+    customer, reply, decision = post_customer_message(
+        session, conv, "reset password?", TakenOver(), release=session.commit
+    )
+    session.commit()
+    assert reply is None and decision is None
+    assert conv.status == "agent"
+    assert "Use the reset link." not in [m.text for m in messages(session, conv)]
+    assert customer.id in [m.id for m in messages(session, conv)]

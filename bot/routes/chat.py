@@ -75,7 +75,13 @@ def send_message(
     # to the person who owns the conversation
     pipeline = get_pipeline(request) if conv.status in ("bot", "closed") else None
     customer, reply, _ = post_customer_message(
-        session, conv, body.text, pipeline, article_id=body.article_id, staffed=staffed
+        session,
+        conv,
+        body.text,
+        pipeline,
+        article_id=body.article_id,
+        staffed=staffed,
+        release=session.commit,
     )
     handoff = latest_handoff(conv)
     return BotReply(
