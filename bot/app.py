@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -18,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from bot.auth import LoginThrottle, session_secret
-from bot.db import init_db, make_engine, make_sessionmaker
+from bot.db import init_db, make_engine, make_sessionmaker, read_sessionmaker
 from bot.events import Broker
 from bot.events import install as install_events
 from bot.limits import BodyLimit
@@ -74,11 +75,14 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pool_size=settings.db_concurrency)
         init_db(engine)
         app.state.settings = settings
+        # requests inside a database session at once (see bot.deps.get_session)
+        app.state.db_slots = asyncio.Semaphore(settings.db_concurrency)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.read_sessionmaker = read_sessionmaker(engine)
         app.state.broker = Broker()
         app.state.login_throttle = LoginThrottle()
         install_events(app.state.sessionmaker, app.state.broker)

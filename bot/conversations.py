@@ -14,13 +14,12 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.gate import REPLIES, Decision
-from bot.models import Conversation, Handoff, Message, utcnow
+from bot.models import Conversation, Feedback, Handoff, Message, utcnow
 from bot.pipeline import Pipeline
 
 TRANSITIONS: dict[str, set[str]] = {
@@ -81,7 +80,11 @@ def create_conversation(
 
 
 def get_conversation(
-    session: Session, conversation_id: str, token: str | None, customer_id: str | None = None
+    session: Session,
+    conversation_id: str,
+    token: str | None,
+    customer_id: str | None = None,
+    lock: bool = True,
 ) -> Conversation:
     """The conversation, if ``token`` is its token (raises ConversationNotFound / NotAllowed).
 
@@ -89,7 +92,7 @@ def get_conversation(
     BEGIN IMMEDIATE already serialises writers), so two messages sent at once cannot both act
     on the same ownership state.
     """
-    conv = session.get(Conversation, conversation_id, with_for_update=True)
+    conv = session.get(Conversation, conversation_id, with_for_update=lock)
     if conv is None:
         raise ConversationNotFound(conversation_id)
     if customer_id is not None and conv.customer_id == customer_id:
@@ -115,17 +118,17 @@ def transition(
 def unhelpful_streak(session: Session, conv: Conversation) -> int:
     """Bot turns in a row, most recent first, that did not help (clarify, or answer rated down)."""
     streak = 0
-    bot_messages = session.scalars(
-        select(Message)
+    turns = session.execute(  # two columns, one query: this runs before every bot reply
+        select(Message.action, Feedback.rating)
+        .outerjoin(Feedback, Feedback.message_id == Message.id)
         .where(Message.conversation_id == conv.id, Message.role == "bot")
         .order_by(Message.id.desc())
         .limit(20)
     )
-    for msg in bot_messages:
-        if msg.action == "smalltalk":
+    for action, rating in turns:
+        if action == "smalltalk":
             continue
-        rated_down = msg.feedback is not None and msg.feedback.rating == "down"
-        if msg.action == "clarify" or (msg.action == "answer" and rated_down):
+        if action == "clarify" or (action == "answer" and rating == "down"):
             streak += 1
         else:
             break
@@ -174,6 +177,15 @@ def _clarified_question(session: Session, conv: Conversation, article_id: str) -
     return recent[1].text
 
 
+def bot_decision(
+    session: Session, conv: Conversation, text: str, pipeline: Pipeline, article_id: str | None
+) -> Decision:
+    """What the bot would reply to ``text`` in ``conv`` (only reads the conversation)."""
+    question = _clarified_question(session, conv, article_id) if article_id else None
+    decision = pipeline.answer_from(question, article_id) if question and article_id else None
+    return decision or pipeline.reply(text, unhelpful_streak(session, conv))
+
+
 def post_customer_message(
     session: Session,
     conv: Conversation,
@@ -181,39 +193,31 @@ def post_customer_message(
     pipeline: Pipeline | None,
     article_id: str | None = None,
     staffed: bool = True,
-    release: Callable[[], None] | None = None,
+    decision: Decision | None = None,
 ) -> tuple[Message, Message | None, Decision | None]:
     """Store the customer's message and, when the bot owns the conversation, the bot's reply.
 
     ``article_id``: the customer picked this article from the bot's clarify offer, so the bot
     answers the question that got the offer from it. ``staffed``: whether a person could take a
     handoff now; if not, a handoff becomes an offline ticket and the customer is asked for an
-    email address. ``release`` (the API passes the session's commit) stores the customer's
-    message before the bot thinks, so the database is not locked while the model runs; the
-    conversation is then locked again, and if a person took it over meanwhile the bot stays
-    silent.
+    email address. ``decision``: the reply worked out beforehand (the API does so in a read-only
+    session, so the database's write lock is not held while the model runs); it is used only if
+    the bot still owns the conversation, so a person who took over meanwhile wins.
     """
-    question = _clarified_question(session, conv, article_id) if article_id else None
+    if conv.status not in ("bot", "closed"):
+        decision = None  # a person owns it: the bot stays silent
+    elif decision is None:  # worked out before the message is stored: a pick reads the offer
+        if pipeline is None:
+            raise ValueError("the bot owns this conversation but no pipeline was given")
+        decision = bot_decision(session, conv, text, pipeline, article_id)
     if conv.status == "closed":
         transition(session, conv, "bot")
     customer = Message(conversation=conv, role="customer", text=text)
     session.add(customer)
     conv.updated_at = utcnow()
     session.flush()
-    if conv.status != "bot":
-        return customer, None, None
-    if pipeline is None:
-        raise ValueError("the bot owns this conversation but no pipeline was given")
-    streak = unhelpful_streak(session, conv)
-    if release is not None:
-        release()
-    decision = pipeline.answer_from(question, article_id) if question and article_id else None
     if decision is None:
-        decision = pipeline.reply(text, streak)
-    if release is not None:
-        session.refresh(conv, with_for_update=True)
-        if conv.status != "bot":
-            return customer, None, None
+        return customer, None, None
     offline = decision.action == "escalate" and not staffed
     reply = Message(
         conversation=conv,

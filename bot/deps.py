@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Path, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from bot.auth import agents_online
 from bot.conversations import ConversationNotFound, NotAllowed, get_conversation
@@ -17,16 +18,25 @@ from bot.pipeline import Pipeline
 from bot.settings import Settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    session = request.app.state.sessionmaker()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session for the request, committed when the route returns, rolled back on error.
+
+    A request waits (without a thread) for one of ``db_concurrency`` slots first. Its sync
+    dependencies and route each run in a worker thread of their own, while the session may hold
+    SQLite's write lock; if every worker thread were taken by requests waiting for that lock,
+    the holder could never get a thread to finish (all of them timed out with "database is
+    locked" at 64 concurrent customers). With fewer sessions than threads, it always can.
+    """
+    async with request.app.state.db_slots:
+        session = request.app.state.sessionmaker()
+        try:
+            yield session
+            await run_in_threadpool(session.commit)
+        except BaseException:
+            await run_in_threadpool(session.rollback)
+            raise
+        finally:
+            await run_in_threadpool(session.close)
 
 
 def get_settings(request: Request) -> Settings:
@@ -64,31 +74,50 @@ def verified_customer(
 CustomerDep = Annotated[str | None, Depends(verified_customer)]
 
 
-def current_conversation(
-    conversation_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
-    session: SessionDep,
-    customer_id: CustomerDep,
-    x_conversation_token: Annotated[str | None, Header()] = None,
+def find_conversation(
+    session: Session,
+    conversation_id: str,
+    token: str | None,
+    customer_id: str | None,
+    lock: bool = True,
 ) -> Conversation:
-    if not x_conversation_token and customer_id is None:
+    """The caller's conversation, locked unless ``lock`` is False (401 without a token, 404
+    unknown, 403 wrong token)."""
+    if not token and customer_id is None:
         raise HTTPException(401, "missing X-Conversation-Token header")
     try:
-        return get_conversation(session, conversation_id, x_conversation_token, customer_id)
+        return get_conversation(session, conversation_id, token, customer_id, lock)
     except ConversationNotFound:
         raise HTTPException(404, "conversation not found") from None
     except NotAllowed:
         raise HTTPException(403, "this token does not belong to the conversation") from None
 
 
+ConversationId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+
+
+def current_conversation(
+    conversation_id: ConversationId,
+    session: SessionDep,
+    customer_id: CustomerDep,
+    x_conversation_token: Annotated[str | None, Header()] = None,
+) -> Conversation:
+    return find_conversation(session, conversation_id, x_conversation_token, customer_id)
+
+
 ConversationDep = Annotated[Conversation, Depends(current_conversation)]
 
 
-def staffed(session: SessionDep, settings: SettingsDep) -> bool:
+def is_staffed(session: Session, settings: Settings) -> bool:
     """Whether a person can take a handoff now: within business hours and someone online."""
     schedule = parse_hours(settings.business_hours)
     if not is_open(schedule, zone(settings.timezone), utcnow()):
         return False
     return agents_online(session, settings.agent_online_seconds) > 0
+
+
+def staffed(session: SessionDep, settings: SettingsDep) -> bool:
+    return is_staffed(session, settings)
 
 
 StaffedDep = Annotated[bool, Depends(staffed)]

@@ -26,6 +26,13 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the article and conversation store "
         "(SQLite with WAL by default; postgresql+psycopg://user:pass@host/db to scale out).",
     )
+    db_concurrency: int = Field(
+        16,
+        ge=1,
+        description="Requests that use the database at the same time; more wait their turn "
+        "without holding a worker thread (the connection pool has this many connections plus "
+        "a few for background work).",
+    )
     index_dir: Path = Field(
         Path("data/index"), description="Folder holding the versioned search indexes."
     )

@@ -27,6 +27,8 @@ from indexer.adapt import AdaptOptions, adapt
 from indexer.build import build_index
 from indexer.chunking import split_article
 from indexer.embedder import MINILM_NAME, Embedder, FakeEmbedder, MiniLMEmbedder, load_named
+from indexer.manifest import FORMAT as INDEX_FORMAT
+from indexer.onnx_embedder import RECIPE as INT8_RECIPE
 from indexer.onnx_embedder import SUFFIX as INT8_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -101,7 +103,9 @@ def cache_key(dataset: Dataset, settings: Settings, kind: str) -> str:
         "passage_max_words": settings.passage_max_words,
         "bm25_k1": settings.bm25_k1,
         "bm25_b": settings.bm25_b,
-        "format": 2,
+        "ann": [settings.ann_min_passages, settings.ann_lists],
+        # the harness's, the index's and the int8 export's formats: a change rebuilds
+        "format": [2, INDEX_FORMAT, INT8_RECIPE],
     }
     payload = dataset.fingerprint() + json.dumps(shaping, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -15,6 +15,7 @@ from bot.conversations import (
     ConversationNotFound,
     InvalidTransition,
     NotAllowed,
+    bot_decision,
     create_conversation,
     escalate,
     get_conversation,
@@ -22,7 +23,7 @@ from bot.conversations import (
     transition,
     unhelpful_streak,
 )
-from bot.db import init_db, make_engine, make_sessionmaker
+from bot.db import init_db, make_engine, make_sessionmaker, read_sessionmaker
 from bot.gate import Decision
 from bot.models import Conversation, Feedback, Handoff, Message
 
@@ -295,54 +296,62 @@ def test_the_streak_is_per_conversation(session):
     assert unhelpful_streak(session, other) == 2
 
 
-def test_the_customers_message_is_stored_and_the_database_free_while_the_bot_thinks(session):
-    """With ``release`` (what the API passes), the customer's message is committed before the
-    model runs, so other requests can write meanwhile; the reply follows in a second step."""
+def test_the_bot_thinks_in_a_read_only_session_while_others_write(session, monkeypatch):
+    """The API works out the reply in a read_sessionmaker session, which holds no write lock,
+    so other requests write meanwhile; the reply is then stored in one short write."""
+    import bot.db
+
+    monkeypatch.setattr(bot.db, "LOCK_TIMEOUT", 2.0)  # a regression fails fast, not in 30 s
     conv = conversation_in(session, "bot")
     session.commit()
-    seen: list[list[str]] = []
-    other = make_sessionmaker(session.get_bind())
+    engine = session.get_bind()
+    writer = make_sessionmaker(engine)
 
     class Watching(StubPipeline):
         def reply(self, text: str, unhelpful_streak: int = 0) -> Decision:
-            with other() as s:  # another request: reads the stored message, and can write
-                seen.append([m.text for m in s.scalars(select(Message))])
+            with writer() as s:  # another request writes while the bot thinks
                 s.add(Message(conversation_id=conv.id, role="system", text="meanwhile"))
                 s.commit()
             return super().reply(text, unhelpful_streak)
 
-    _, reply, _ = post_customer_message(
-        session, conv, "reset password?", Watching(), release=session.commit
-    )
+    with read_sessionmaker(engine)() as reader:
+        decision = bot_decision(
+            reader, reader.get(Conversation, conv.id), "reset?", Watching(), None
+        )
+        reader.commit()
+    _, reply, _ = post_customer_message(session, conv, "reset?", None, decision=decision)
     session.commit()
-    assert seen == [["reset password?"]]
-    assert [m.text for m in messages(session, conv)] == [
-        "reset password?",
-        "meanwhile",
-        "Use the reset link.",
-    ]
-    assert reply is not None
+    assert reply.text == "Use the reset link."
+    assert [m.text for m in messages(session, conv)] == ["meanwhile", "reset?", reply.text]
+
+
+def test_a_read_only_session_cannot_hold_up_writers_even_when_open_long(session, monkeypatch):
+    import bot.db
+
+    monkeypatch.setattr(bot.db, "LOCK_TIMEOUT", 2.0)
+    engine = session.get_bind()
+    with read_sessionmaker(engine)() as reader:
+        reader.scalars(select(Conversation)).all()  # a read transaction stays open
+        conv = conversation_in(session, "bot")  # and a write still goes through at once
+        session.commit()
+    assert conv.id
 
 
 def test_a_person_who_takes_over_while_the_bot_thinks_wins(session):
     conv = conversation_in(session, "bot")
     session.commit()
-    other = make_sessionmaker(session.get_bind())
-
-    class TakenOver(StubPipeline):
-        def reply(self, text: str, unhelpful_streak: int = 0) -> Decision:
-            with other() as s:
-                c = s.get(Conversation, conv.id)
-                transition(s, c, "queued")
-                transition(s, c, "agent")
-                s.commit()
-            return super().reply(text, unhelpful_streak)
-
-    customer, reply, decision = post_customer_message(
-        session, conv, "reset password?", TakenOver(), release=session.commit
+    decision = Decision("answer", "confident", "Use the reset link.", 0.9)  # worked out first
+    with make_sessionmaker(session.get_bind())() as other:  # then a person takes over
+        c = other.get(Conversation, conv.id)
+        transition(other, c, "queued")
+        transition(other, c, "agent")
+        other.commit()
+    session.refresh(conv)
+    _, reply, got = post_customer_message(
+        session, conv, "reset password?", None, decision=decision
     )
     session.commit()
-    assert reply is None and decision is None
+    assert reply is None and got is None
     assert conv.status == "agent"
-    assert "Use the reset link." not in [m.text for m in messages(session, conv)]
-    assert customer.id in [m.id for m in messages(session, conv)]
+    texts = [m.text for m in messages(session, conv)]
+    assert "reset password?" in texts and "Use the reset link." not in texts

@@ -1,0 +1,111 @@
+"""A bounded HTTP load generator for `make bench`: N concurrent customers chatting with the bot.
+
+Run in its own process (``python -m eval.loadgen URL --clients 8``) so its CPU use is not the
+server's. Each client opens a conversation and sends questions one after another, each waiting
+for the bot's reply; when a reply hands the conversation to a person, the client opens a new one
+(a person-owned conversation gets no bot reply to time). It stops after ``--requests`` replies or
+``--seconds``, whichever comes first, and prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+
+import httpx
+import numpy as np
+
+API = "/api/v1/conversations"
+
+
+async def _client(
+    http: httpx.AsyncClient, questions: list[str], offset: int, state: dict, deadline: float
+) -> None:
+    conv = None
+    i = offset
+    while state["left"] > 0 and time.monotonic() < deadline:
+        if conv is None:
+            r = await http.post(API)
+            r.raise_for_status()
+            conv = r.json()
+        state["left"] -= 1
+        text = questions[i % len(questions)]
+        i += 1
+        started = time.perf_counter()
+        try:
+            r = await http.post(
+                f"{API}/{conv['id']}/messages",
+                json={"text": text},
+                headers={"X-Conversation-Token": conv["token"]},
+            )
+        except httpx.TransportError:  # e.g. a kept-alive connection the server just closed
+            state["errors"] += 1
+            continue
+        elapsed = (time.perf_counter() - started) * 1000
+        if r.status_code != 200:
+            state["errors"] += 1
+            conv = None
+            continue
+        body = r.json()
+        state["latencies"].append(elapsed)
+        state["actions"][body["action"]] = state["actions"].get(body["action"], 0) + 1
+        if body["conversation_status"] != "bot":
+            conv = None
+
+
+async def run(
+    url: str, questions: list[str], clients: int, requests: int, seconds: float, warmup: int
+) -> dict:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+        warm = {"left": warmup, "errors": 0, "latencies": [], "actions": {}}
+        await asyncio.gather(
+            *(_client(http, questions, c * 7, warm, time.monotonic() + 60) for c in range(clients))
+        )
+        state = {"left": requests, "errors": 0, "latencies": [], "actions": {}}
+        started = time.perf_counter()
+        deadline = time.monotonic() + seconds
+        await asyncio.gather(
+            *(_client(http, questions, c * 13, state, deadline) for c in range(clients))
+        )
+        wall = time.perf_counter() - started
+    lat = state["latencies"]
+    return {
+        "clients": clients,
+        "replies": len(lat),
+        "errors": state["errors"],
+        "seconds": round(wall, 2),
+        "replies_per_s": round(len(lat) / wall, 1) if wall else 0.0,
+        "latency_ms": {
+            "p50": round(statistics.median(lat), 2) if lat else None,
+            "p99": round(float(np.percentile(lat, 99)), 2) if lat else None,
+        },
+        "actions": state["actions"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("url")
+    parser.add_argument("--questions", required=True, help="JSON file: a list of questions")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=2000, help="replies to time, at most")
+    parser.add_argument("--seconds", type=float, default=60.0, help="time limit")
+    parser.add_argument("--warmup", type=int, default=50)
+    args = parser.parse_args(argv)
+    with open(args.questions) as fh:
+        questions = json.load(fh)
+    if not questions:
+        sys.exit("loadgen: the questions file is empty")
+    result = asyncio.run(
+        run(args.url, questions, args.clients, args.requests, args.seconds, args.warmup)
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
