@@ -221,7 +221,8 @@ def eval_cmd(
         typer.Option(
             "--variant",
             help="Retrieval variant(s); the first is calibrated. "
-            "Default: all (hybrid, dense, bm25, hybrid-rrf, hybrid-no-titles, hybrid-adapted).",
+            "Default: all (hybrid, dense, bm25, hybrid-rrf, hybrid-no-titles, hybrid-adapted, "
+            "hybrid-int8, hybrid-fp32).",
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Where report.json and report.html go.")] = Path(

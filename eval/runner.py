@@ -40,7 +40,8 @@ VARIANTS: dict[str, dict] = {
     "hybrid-rrf": {"fusion": "rrf"},
     "hybrid-no-titles": {"title_weight": 0.0},
     "hybrid-adapted": {"_model": "adapted"},  # after `supportbot adapt`
-    "hybrid-int8": {"_model": "int8"},  # SUPPORTBOT_EMBEDDER=minilm-int8
+    "hybrid-int8": {"_model": "int8"},  # SUPPORTBOT_EMBEDDER=minilm-int8 (the default)
+    "hybrid-fp32": {"_model": "base"},  # SUPPORTBOT_EMBEDDER=minilm (PyTorch)
 }
 
 
@@ -78,13 +79,14 @@ MODELS = ("adapted", "int8", "base")  # which embedder a variant's index is buil
 
 
 def model_kind(settings: Settings, variant: str) -> str:
-    """'adapted' for variants that want the model adapted to the dataset, 'int8' for the int8
-    ONNX backend (asked by the variant or the settings), else 'base' (always, with the fake)."""
+    """'adapted' for variants that want the model adapted to the dataset, 'base' for the
+    PyTorch model, 'int8' for the int8 ONNX backend (asked by the variant or the settings, the
+    default), else 'base' (always, with the fake)."""
     wants = VARIANTS[variant].get("_model")
     if settings.embedder == "fake":
         return "base"
-    if wants == "adapted":
-        return "adapted"
+    if wants in ("adapted", "base"):
+        return wants
     if wants == "int8" or settings.embedder == "minilm-int8":
         return "int8"
     return "base"

@@ -117,10 +117,14 @@ def minilm():
 
 
 @pytest.fixture(scope="session")
-def sample_embedder(minilm):
-    """The embedder the sample KB is served with by default: the base model (`supportbot adapt`
-    is optional; the eval harness compares both)."""
-    return minilm
+def sample_embedder(tmp_path_factory):
+    """The embedder the sample KB is served with by default: MiniLM as int8 ONNX, exported from
+    the installed weights (`supportbot adapt` and the PyTorch backend are optional; the eval
+    harness compares them)."""
+    from indexer.embedder import MINILM_NAME, load_named
+    from indexer.onnx_embedder import SUFFIX
+
+    return load_named(MINILM_NAME + SUFFIX, tmp_path_factory.mktemp("models"), os.cpu_count())
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +133,7 @@ def sample_kb(tmp_path_factory, sample_embedder) -> Settings:
     tmp = tmp_path_factory.mktemp("sample-kb")
     settings = make_settings(
         tmp,
-        embedder="minilm",
+        embedder="minilm-int8",
         answer_threshold=Settings().answer_threshold,
         clarify_threshold=Settings().clarify_threshold,
     )

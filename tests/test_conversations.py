@@ -347,9 +347,7 @@ def test_a_person_who_takes_over_while_the_bot_thinks_wins(session):
         transition(other, c, "agent")
         other.commit()
     session.refresh(conv)
-    _, reply, got = post_customer_message(
-        session, conv, "reset password?", None, decision=decision
-    )
+    _, reply, got = post_customer_message(session, conv, "reset password?", None, decision=decision)
     session.commit()
     assert reply is None and got is None
     assert conv.status == "agent"

@@ -83,7 +83,8 @@ def test_eval_end_to_end_writes_a_report_and_reuses_the_index(env):
     assert first.exit_code == 0, first.output
     report = json.loads((out / "report.json").read_text())
     assert set(report["variants"]) == {
-        "hybrid", "dense", "bm25", "hybrid-rrf", "hybrid-no-titles", "hybrid-adapted", "hybrid-int8"
+        "hybrid", "dense", "bm25", "hybrid-rrf", "hybrid-no-titles", "hybrid-adapted", "hybrid-int8",
+        "hybrid-fp32",
     }  # fmt: skip
     hybrid = report["variants"]["hybrid"]["overall"]
     assert hybrid["answerable"] == 3 and hybrid["must_escalate"] == 1

@@ -77,7 +77,7 @@ def site(tmp_path_factory, sample_kb, sample_embedder) -> Iterator[Site]:
     shutil.copy(Path(sample_kb.database_url.removeprefix("sqlite:///")), tmp / "bot.db")
     settings = make_settings(
         tmp,
-        embedder="minilm",
+        embedder="minilm-int8",
         answer_threshold=sample_kb.answer_threshold,
         clarify_threshold=sample_kb.clarify_threshold,
         allowed_origins=[host],
