@@ -28,11 +28,11 @@ async def _client(
     conv = None
     i = offset
     while state["left"] > 0 and time.monotonic() < deadline:
+        state["left"] -= 1  # claimed before any await, so the count is never overshot
         if conv is None:
             r = await http.post(API)
             r.raise_for_status()
             conv = r.json()
-        state["left"] -= 1
         text = questions[i % len(questions)]
         i += 1
         started = time.perf_counter()
