@@ -15,7 +15,7 @@ import hmac
 import secrets
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.gate import REPLIES, Decision
@@ -177,13 +177,36 @@ def _clarified_question(session: Session, conv: Conversation, article_id: str) -
     return recent[1].text
 
 
+def reply_inputs(session: Session, conv: Conversation, article_id: str | None) -> tuple:
+    """What the bot's reply depends on besides the text: the unhelpful streak, the question a
+    clarify pick answers (or None), and the newest message and feedback ids (a reply worked out
+    from these is stale once they change)."""
+    question = _clarified_question(session, conv, article_id) if article_id else None
+    newest = (
+        session.scalar(select(func.max(Message.id)).where(Message.conversation_id == conv.id)),
+        session.scalar(
+            select(func.max(Feedback.id))
+            .join(Message, Feedback.message_id == Message.id)
+            .where(Message.conversation_id == conv.id)
+        ),
+    )
+    return unhelpful_streak(session, conv), question, newest
+
+
+def decide_reply(
+    pipeline: Pipeline, text: str, streak: int, question: str | None, article_id: str | None
+) -> Decision:
+    """The bot's reply from :func:`reply_inputs` (no database needed: the model runs here)."""
+    decision = pipeline.answer_from(question, article_id) if question and article_id else None
+    return decision or pipeline.reply(text, streak)
+
+
 def bot_decision(
     session: Session, conv: Conversation, text: str, pipeline: Pipeline, article_id: str | None
 ) -> Decision:
     """What the bot would reply to ``text`` in ``conv`` (only reads the conversation)."""
-    question = _clarified_question(session, conv, article_id) if article_id else None
-    decision = pipeline.answer_from(question, article_id) if question and article_id else None
-    return decision or pipeline.reply(text, unhelpful_streak(session, conv))
+    streak, question, _ = reply_inputs(session, conv, article_id)
+    return decide_reply(pipeline, text, streak, question, article_id)
 
 
 def post_customer_message(

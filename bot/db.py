@@ -88,7 +88,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": LOCK_TIMEOUT, "factory": factory},
-            **pool,
+            **(pool if file_backed else {}),  # an in-memory database has a pool of its own kind
         )
 
         @event.listens_for(engine, "connect")

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     db_concurrency: int = Field(
         16,
         ge=1,
+        le=32,  # fewer than the 40 worker threads, or a lock holder could wait for a thread
         description="Requests that use the database at the same time; more wait their turn "
         "without holding a worker thread (the connection pool has this many connections plus "
         "a few for background work).",

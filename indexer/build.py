@@ -63,7 +63,12 @@ def build_index(
     """
     started = time.perf_counter()
     chunking = {"max_words": max_words, "bm25_k1": bm25_k1, "bm25_b": bm25_b}
+    options = dense_options or DenseOptions()
+    # the dense index's kind is part of what a build makes: changing its settings rebuilds
+    chunking["dense"] = [options.ann_min_passages, options.ann_lists]
     keys = [doc_key(d, max_words, embedder.name) for d in docs]
+    if len({d.article_id for d in docs}) != len(docs):
+        raise ValueError("two articles share an id: each article must be indexed once")
     digest = fingerprint(keys, embedder.name, chunking)
 
     if live is not None and live.manifest.version == current_version(root):

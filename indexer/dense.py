@@ -66,9 +66,10 @@ def make_dense(
             and previous.d == dim
             and previous.is_trained
         )
-        if reusable:
-            index = faiss.clone_index(previous)
-            index.reset()  # keeps the trained lists, drops the vectors
+        if reusable:  # the trained lists, without copying the previous version's vectors
+            quantizer = faiss.clone_index(previous.quantizer)
+            index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
+            index.is_trained = True
         else:
             index = faiss.IndexIVFFlat(
                 faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT

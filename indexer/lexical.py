@@ -82,6 +82,10 @@ class LexicalIndex:
         token_id = dict(previous.token_id) if previous is not None else {}
         reuse = previous_rows or [None] * len(texts)
         fresh = [i for i, r in enumerate(reuse) if r is None]
+        if any(texts[i] is None for i in fresh):
+            raise ValueError("a passage has neither text nor a previous row to reuse")
+        if any(r is not None for r in reuse) and previous is None:
+            raise ValueError("rows to reuse were named but no previous index was given")
         rows, cols, vals = [], [], []
         for i, tokens in zip(fresh, tokenize([texts[i] or "" for i in fresh]), strict=True):
             for token, count in Counter(tokens).items():

@@ -120,6 +120,8 @@ class SearchIndex:
             dense = faiss.IndexFlatIP(manifest.dim)
             if len(vectors):
                 dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        if passages and not (path / "lexical").exists():
+            raise ValueError(f"index at {path} is incomplete: its BM25 index is missing")
         lexical = LexicalIndex.load(path / "lexical") if (path / "lexical").exists() else None
         sizes = {len(passages), dense.ntotal, len(vectors)}
         if lexical is not None:

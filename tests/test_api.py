@@ -605,3 +605,52 @@ def test_openapi_lists_the_chat_paths(client):
     assert "get" in paths["/health"]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_a_reply_worked_out_before_a_newer_message_landed_is_worked_out_again(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot thinks without holding the database; if another message of the conversation is
+    stored meanwhile (a double submit, a second tab), the reply is worked out again from the
+    conversation as it is now, so the unhelpful-turn count and clarify picks stay right."""
+    from bot.db import session_scope
+    from bot.models import Message
+    from bot.routes import chat
+
+    conv_id, headers = start(client)
+    calls: list[str] = []
+    real = chat.decide_reply
+
+    def meanwhile(pipeline, text, *args):
+        calls.append(text)
+        if len(calls) == 1:  # another request stores a message while the bot thinks
+            with session_scope(client.app.state.sessionmaker) as s:
+                s.add(Message(conversation_id=conv_id, role="customer", text="are you there?"))
+        return real(pipeline, text, *args)
+
+    monkeypatch.setattr(chat, "decide_reply", meanwhile)
+    pipeline = client.app.state.pipeline
+    asked: list[str] = []
+    real_reply = pipeline.reply
+    monkeypatch.setattr(
+        pipeline, "reply", lambda text, *a, **k: asked.append(text) or real_reply(text, *a, **k)
+    )
+    r = client.post(
+        f"/api/v1/conversations/{conv_id}/messages", json={"text": "refund"}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    assert calls == ["refund"]
+    assert asked == ["refund", "refund"]  # worked out again, under the lock, after the change
+    texts = [
+        m["text"]
+        for m in client.get(f"/api/v1/conversations/{conv_id}", headers=headers).json()["messages"]
+    ]
+    assert texts[:2] == ["are you there?", "refund"] and len(texts) == 3
+
+
+def test_an_in_memory_database_works():
+    from bot.db import init_db, make_engine
+
+    engine = make_engine("sqlite://")
+    init_db(engine)
+    engine.dispose()

@@ -281,3 +281,42 @@ def test_a_server_passes_its_live_index_instead_of_reading_it(
         edit(small_kb_docs(), "return-policy", "30 days", "45 days"), root, fake_embedder, live=live
     )
     assert result.embedded == 1 and result.changed
+
+
+def test_a_version_without_its_bm25_index_is_refused_and_rebuilt(
+    root: Path, fake_embedder: FakeEmbedder
+) -> None:
+    import shutil
+
+    from indexer.lexical import tokenize
+
+    first = build_index(small_kb_docs(), root, fake_embedder)
+    shutil.rmtree(first.path / "lexical")
+    with pytest.raises(ValueError, match="BM25 index is missing"):
+        load_current(root)
+    rebuilt = build_index(
+        edit(small_kb_docs(), "return-policy", "30 days", "45 days"), root, fake_embedder
+    )
+    assert rebuilt.changed
+    scores = load_current(root).lexical.scores(tokenize(["return within 45 days"])[0])
+    assert scores.max() > 0  # BM25 is whole again, not silently empty
+
+
+def test_changing_the_dense_index_settings_rebuilds(root: Path, fake_embedder) -> None:
+    import faiss
+
+    from indexer.dense import DenseOptions
+
+    build_index(small_kb_docs(), root, fake_embedder)
+    assert isinstance(load_current(root).dense, faiss.IndexFlatIP)
+    again = build_index(
+        small_kb_docs(), root, fake_embedder, dense_options=DenseOptions(ann_min_passages=2)
+    )
+    assert again.changed and again.embedded == 0  # nothing re-embedded, only the dense index
+    assert isinstance(load_current(root).dense, faiss.IndexIVFFlat)
+
+
+def test_two_articles_with_one_id_are_refused(root: Path, fake_embedder) -> None:
+    docs = small_kb_docs()
+    with pytest.raises(ValueError, match="share an id"):
+        build_index([*docs, docs[0]], root, fake_embedder)

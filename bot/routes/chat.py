@@ -14,10 +14,11 @@ from starlette.concurrency import run_in_threadpool
 from bot.agent_actions import current_csat, leave_email, rate
 from bot.conversations import (
     InvalidTransition,
-    bot_decision,
     create_conversation,
+    decide_reply,
     latest_handoff,
     post_customer_message,
+    reply_inputs,
     request_person,
 )
 from bot.db import session_scope
@@ -89,19 +90,23 @@ def _send_message(
     request: Request, conversation_id: str, token: str | None, customer_id: str | None, body
 ) -> BotReply:
     state = request.app.state
-    decision = None
-    # first read (no write lock): who owns the conversation and, if the bot, its reply; the
-    # model runs here, while other requests write
+    decision = inputs = pipeline = None
+    # first a short read (no write lock): who owns the conversation and what a reply needs
     with session_scope(state.read_sessionmaker) as session:
         conv = find_conversation(session, conversation_id, token, customer_id, lock=False)
         if conv.status in ("bot", "closed"):
-            decision = bot_decision(
-                session, conv, body.text, get_pipeline(request), body.article_id
-            )
+            pipeline = get_pipeline(request)
+            inputs = reply_inputs(session, conv, body.article_id)
         staffed = is_staffed(session, state.settings)
+    # the model runs with no session open, while other requests read and write
+    if inputs is not None:
+        streak, question, _ = inputs
+        decision = decide_reply(pipeline, body.text, streak, question, body.article_id)
     # then one short write: the message and the reply, unless a person took over meanwhile
     with session_scope(state.sessionmaker) as session:
         conv = find_conversation(session, conversation_id, token, customer_id)
+        if decision is not None and reply_inputs(session, conv, body.article_id) != inputs:
+            decision = None  # a message or a rating came in meanwhile: work it out again, now
         customer, reply, _ = post_customer_message(
             session,
             conv,
