@@ -177,12 +177,10 @@ def _clarified_question(session: Session, conv: Conversation, article_id: str) -
     return recent[1].text
 
 
-def reply_inputs(session: Session, conv: Conversation, article_id: str | None) -> tuple:
-    """What the bot's reply depends on besides the text: the unhelpful streak, the question a
-    clarify pick answers (or None), and the newest message and feedback ids (a reply worked out
-    from these is stale once they change)."""
-    question = _clarified_question(session, conv, article_id) if article_id else None
-    newest = (
+def newest_ids(session: Session, conv: Conversation) -> tuple[int | None, int | None]:
+    """The newest message and feedback ids of ``conv``: a reply worked out before they changed
+    may be stale (another message, or a rating that changes the unhelpful streak)."""
+    return (
         session.scalar(select(func.max(Message.id)).where(Message.conversation_id == conv.id)),
         session.scalar(
             select(func.max(Feedback.id))
@@ -190,7 +188,13 @@ def reply_inputs(session: Session, conv: Conversation, article_id: str | None) -
             .where(Message.conversation_id == conv.id)
         ),
     )
-    return unhelpful_streak(session, conv), question, newest
+
+
+def reply_inputs(session: Session, conv: Conversation, article_id: str | None) -> tuple:
+    """What the bot's reply depends on besides the text: the unhelpful streak, the question a
+    clarify pick answers (or None), and :func:`newest_ids`."""
+    question = _clarified_question(session, conv, article_id) if article_id else None
+    return unhelpful_streak(session, conv), question, newest_ids(session, conv)
 
 
 def decide_reply(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,7 +95,3 @@ def recall_at_k(exact: np.ndarray, approx: np.ndarray, k: int = 10) -> float:
     """Share of the exact top-k ids that the approximate top-k also holds, over all queries."""
     found = sum(len(set(e[:k]) & set(a[:k]) - {-1}) for e, a in zip(exact, approx, strict=True))
     return found / max(1, sum(len(set(e[:k]) - {-1}) for e in exact))
-
-
-def default_build_threads() -> int:
-    return os.cpu_count() or 1

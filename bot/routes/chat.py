@@ -17,6 +17,7 @@ from bot.conversations import (
     create_conversation,
     decide_reply,
     latest_handoff,
+    newest_ids,
     post_customer_message,
     reply_inputs,
     request_person,
@@ -100,12 +101,12 @@ def _send_message(
         staffed = is_staffed(session, state.settings)
     # the model runs with no session open, while other requests read and write
     if inputs is not None:
-        streak, question, _ = inputs
+        streak, question, seen = inputs
         decision = decide_reply(pipeline, body.text, streak, question, body.article_id)
     # then one short write: the message and the reply, unless a person took over meanwhile
     with session_scope(state.sessionmaker) as session:
         conv = find_conversation(session, conversation_id, token, customer_id)
-        if decision is not None and reply_inputs(session, conv, body.article_id) != inputs:
+        if decision is not None and newest_ids(session, conv) != seen:
             decision = None  # a message or a rating came in meanwhile: work it out again, now
         customer, reply, _ = post_customer_message(
             session,
