@@ -95,11 +95,10 @@ class Retriever:
 
         _, dense_ids = index.dense.search(qvec[None, :], k)
         dense_ids = dense_ids[0][dense_ids[0] >= 0]
-        lex_all = np.zeros(n, dtype=np.float32)
+        lex_ids, lex_all = dense_ids[:0], np.zeros(n, dtype=np.float32)
         tokens = tokenize([query])[0]
         if tokens and index.lexical is not None:
-            lex_all = index.lexical.scores(tokens)
-        lex_ids = np.argpartition(-lex_all, k - 1)[:k] if k < n else np.arange(n)
+            lex_ids, lex_all = index.lexical.top(tokens, k)
 
         cand = np.union1d(dense_ids, lex_ids)
         cos = index.vectors[cand] @ qvec
@@ -111,7 +110,7 @@ class Retriever:
         use_dense = opt.mode in ("hybrid", "dense")
         use_lex = opt.mode in ("hybrid", "bm25")
         # passage-level blend picks the passage quoted for each article
-        lex_norm = lex_all[cand] / (float(lex_all.max()) or 1.0)
+        lex_norm = lex_all[cand] / (float(lex_all[lex_ids[0]]) if len(lex_ids) else 1.0)
         blend = {"hybrid": cos + lex_norm, "dense": cos, "bm25": lex_norm + 1e-3 * cos}[opt.mode]
         passage_best = _best_per_article(index.passages, cand, blend)
 

@@ -118,15 +118,34 @@ class LexicalIndex:
 
     def scores(self, tokens: list[str]) -> np.ndarray:
         """BM25 score of every passage for a tokenized query (a term repeated counts again)."""
-        out = np.zeros(self.size, dtype=np.float32)
-        w = self.weights
-        for token in tokens:
-            col = self.token_id.get(token)
-            if col is None:
-                continue
-            lo, hi = w.indptr[col], w.indptr[col + 1]
-            out[w.indices[lo:hi]] += w.data[lo:hi]
-        return out
+        times = Counter(self.token_id[t] for t in tokens if t in self.token_id)
+        if not times:
+            return np.zeros(self.size, dtype=np.float32)
+        # the query's columns times how often each term occurs: one pass in C over their
+        # postings (about twice as fast as adding one column at a time in numpy)
+        columns = self.weights[:, list(times)]
+        return columns @ np.fromiter(times.values(), dtype=np.float32, count=len(times))
+
+    def top(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of the (at most) ``k`` best passages with a positive score, best first,
+        and every passage's score."""
+        scores = self.scores(tokens)
+        n = len(scores)
+        stride = min(64, n // (4 * k)) if k > 0 else 0
+        if stride >= 2:
+            # the k-th best of every stride-th score is a bar at least k passages clear, so
+            # selecting among those is exact; at a million passages this is about a tenth of
+            # the cost of partitioning them all
+            sample = scores[::stride]
+            bar = np.partition(sample, len(sample) - k)[len(sample) - k]
+            rows = np.flatnonzero(scores >= bar) if bar > 0 else np.flatnonzero(scores)
+        else:
+            rows = np.flatnonzero(scores)
+        if len(rows) > k > 0:
+            rows = rows[np.argpartition(-scores[rows], k - 1)[:k]]
+        elif k <= 0:
+            rows = rows[:0]
+        return rows[np.argsort(-scores[rows], kind="stable")], scores
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 import bm25s
 import numpy as np
 import pytest
+from scipy import sparse
 
 from indexer.lexical import LexicalIndex, tokenize
 
@@ -64,3 +65,48 @@ def test_empty_index():
     index = LexicalIndex.build([])
     assert index.size == 0
     assert index.scores(["refund"]).shape == (0,)
+
+
+def _zipf_index(passages: int, vocab: int, seed: int) -> LexicalIndex:
+    """Random term counts with word frequencies like real text: a few very common terms (long
+    posting lists, low weights) and a long tail of rare ones."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 60, passages)
+    terms = np.minimum(rng.zipf(1.3, lengths.sum()) - 1, vocab - 1)
+    rows = np.repeat(np.arange(passages), lengths)
+    counts = sparse.csr_matrix(
+        (np.ones(len(terms), dtype=np.int32), (rows, terms)), shape=(passages, vocab)
+    )
+    counts.sum_duplicates()
+    return LexicalIndex(counts, [f"t{i}" for i in range(vocab)], 0.9, 0.4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_is_the_exact_top_k(seed):
+    index = _zipf_index(20_000, 3_000, seed)
+    rng = np.random.default_rng(seed + 100)
+    for _ in range(200):
+        # mostly common words, sometimes a rare one, sometimes a word twice or unknown
+        words = np.minimum(rng.zipf(1.2, rng.integers(1, 8)) - 1, 3_500)
+        tokens = [f"t{w}" for w in words]
+        expected = np.zeros(index.size)
+        for w in words:  # one term at a time, the textbook way
+            if w < 3_000:
+                expected += index.weights[:, int(w)].toarray().ravel()
+        positive = int((expected > 0).sum())
+        for k in (1, 10, 50, 400):
+            rows, scores = index.top(tokens, k)
+            np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+            assert len(rows) == min(k, positive) == len(set(rows.tolist()))
+            best = np.sort(expected)[::-1][: len(rows)]
+            np.testing.assert_allclose(scores[rows], best, rtol=1e-5)
+            assert np.all(np.diff(scores[rows]) <= 0)
+
+
+def test_top_with_nothing_to_find():
+    index = LexicalIndex.build(CORPUS)
+    for tokens in ([], ["zyzzyva"]):
+        rows, scores = index.top(tokens, 5)
+        assert len(rows) == 0 and not scores.any() and len(scores) == len(CORPUS)
+    assert len(index.top(tokenize(["password"])[0], 0)[0]) == 0
+    assert len(LexicalIndex.build([]).top(["refund"], 5)[0]) == 0
