@@ -180,14 +180,14 @@ def _clarified_question(session: Session, conv: Conversation, article_id: str) -
 def newest_ids(session: Session, conv: Conversation) -> tuple[int | None, int | None]:
     """The newest message and feedback ids of ``conv``: a reply worked out before they changed
     may be stale (another message, or a rating that changes the unhelpful streak)."""
-    return (
-        session.scalar(select(func.max(Message.id)).where(Message.conversation_id == conv.id)),
-        session.scalar(
-            select(func.max(Feedback.id))
-            .join(Message, Feedback.message_id == Message.id)
-            .where(Message.conversation_id == conv.id)
-        ),
+    message = select(func.max(Message.id)).where(Message.conversation_id == conv.id)
+    feedback = (
+        select(func.max(Feedback.id))
+        .join(Message, Feedback.message_id == Message.id)
+        .where(Message.conversation_id == conv.id)
     )
+    newest = session.execute(select(message.scalar_subquery(), feedback.scalar_subquery())).one()
+    return newest[0], newest[1]
 
 
 def reply_inputs(session: Session, conv: Conversation, article_id: str | None) -> tuple:
@@ -242,8 +242,8 @@ def post_customer_message(
     customer = Message(conversation=conv, role="customer", text=text)
     session.add(customer)
     conv.updated_at = utcnow()
-    session.flush()
     if decision is None:
+        session.flush()
         return customer, None, None
     offline = decision.action == "escalate" and not staffed
     reply = Message(
@@ -258,5 +258,5 @@ def post_customer_message(
     session.add(reply)
     if decision.action == "escalate":
         escalate(session, conv, decision.reason, offline=offline)
-    session.flush()
+    session.flush()  # one flush: rows are inserted in the order they were added
     return customer, reply, decision

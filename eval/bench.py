@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> dict:
             big["answer_latency_ms"] = bench_kb.answer_latency(
                 holder, big_settings, gen_questions, args.runs
             )
+            big["dense"] = bench_kb.dense_recall(holder, gen_questions, b.asker)
             big["top1"] = bench_kb.top1_rate(
                 holder, big_settings, [(q.question, q.article_id) for q in generated]
             )
@@ -210,6 +211,7 @@ def rows(r: dict) -> list[tuple[str, float | None, float | None, float | None]]:
             t["rss_mb"],
         ),
         ("cold start to /health (s)", *both("server", "cold_start_s"), t["cold_start_s"]),
+        (f"{big} KB dense recall@10", *both("generated_kb", "dense", "recall_at_10"), 0.99),
     ]
     search = r.get("search")
     if search:

@@ -8,6 +8,7 @@ import statistics
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from bot.article_admin import save_article
@@ -19,6 +20,7 @@ from bot.settings import Settings
 from indexer.articles import SourceArticle
 from indexer.build import build_index
 from indexer.chunking import IndexDoc
+from indexer.dense import is_approximate, recall_at_k
 from indexer.embedder import MINILM_NAME, Embedder, MiniLMEmbedder, load_named
 from indexer.onnx_embedder import SUFFIX as INT8_SUFFIX
 
@@ -117,6 +119,25 @@ def answer_latency(
         **{k: round(statistics.median(r[k] for r in per_run), 2) for k in ("p50", "p99", "mean")},
         "actions": actions,
     }
+
+
+def dense_recall(holder: IndexHolder, questions: list[str], asker: Embedder) -> dict:
+    """What the live dense index is (flat float16, or IVF) and its recall@10 against exact
+    float32 search over the same vectors, for these questions."""
+    dense = holder.index.dense
+    vectors = np.ascontiguousarray(asker.embed(questions), dtype=np.float32)
+    exact = faiss.IndexFlatIP(holder.index.vectors.shape[1])
+    exact.add(holder.index.vectors)
+    _, want = exact.search(vectors, 10)
+    _, got = dense.search(vectors, 10)
+    out = {
+        "kind": "ivf" if is_approximate(dense) else "flat",
+        "recall_at_10": recall_at_k(want, got),
+    }
+    if is_approximate(dense):
+        out.update(lists=dense.nlist, probe=dense.nprobe)
+    out["recall_at_10"] = round(out["recall_at_10"], 4)
+    return out
 
 
 def top1_rate(holder: IndexHolder, settings: Settings, pairs: list[tuple[str, str]]) -> float:

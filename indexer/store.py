@@ -22,7 +22,13 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from indexer.dense import DenseOptions, make_dense, set_search_options
+from indexer.dense import (
+    DenseOptions,
+    flat_index,
+    is_approximate,
+    make_dense,
+    set_search_options,
+)
 from indexer.lexical import LexicalIndex, tokenize
 from indexer.manifest import FORMAT, Manifest
 
@@ -77,7 +83,7 @@ class SearchIndex:
         versions.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=versions))
         try:
-            if not isinstance(self.dense, faiss.IndexFlat):  # a flat index is the vectors
+            if is_approximate(self.dense):  # a flat index is the vectors
                 faiss.write_index(self.dense, str(tmp / "dense.faiss"))
             np.save(tmp / "vectors.npy", self.vectors)
             (tmp / "passages.json").write_text(json.dumps(self.passages))
@@ -117,9 +123,7 @@ class SearchIndex:
             dense = faiss.read_index(str(path / "dense.faiss"))
             set_search_options(dense, dense_options or DenseOptions())
         else:
-            dense = faiss.IndexFlatIP(manifest.dim)
-            if len(vectors):
-                dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            dense = flat_index(vectors.reshape(-1, manifest.dim))
         if passages and not (path / "lexical").exists():
             raise ValueError(f"index at {path} is incomplete: its BM25 index is missing")
         lexical = LexicalIndex.load(path / "lexical") if (path / "lexical").exists() else None

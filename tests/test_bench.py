@@ -150,3 +150,26 @@ def test_the_load_generator_cli_prints_json(server, tmp_path: Path):
         check=False,
     )
     assert bad.returncode != 0 and "empty" in bad.stderr
+
+
+def test_dense_recall_of_the_live_index(tmp_path):
+    from bot.pipeline import IndexHolder
+    from eval.bench_kb import dense_recall
+    from indexer.dense import DenseOptions
+
+    articles, questions = generate(KB_DIR, articles=200)
+    docs = [IndexDoc(a.id, 1, a.title, a.body, f"/{a.id}", a.category) for a in articles]
+    embedder = FakeEmbedder(dim=32)
+    texts = [q.question for q in questions]
+    for options, kind in ((DenseOptions(), "flat"), (DenseOptions(ann_min_passages=1), "ivf")):
+        root = tmp_path / kind
+        build_index(docs, root, embedder, dense_options=options)
+        holder = IndexHolder(root, embedders=embedder, dense_options=options)
+        assert holder.refresh()
+        figures = dense_recall(holder, texts, embedder)
+        assert figures["kind"] == kind
+        assert 0.0 <= figures["recall_at_10"] <= 1.0
+        if kind == "flat":
+            assert figures["recall_at_10"] >= 0.99  # float16 keeps the top ten
+        else:
+            assert figures["probe"] == options.ann_probe and figures["lists"] > 1

@@ -5,7 +5,7 @@ import numpy as np
 
 from indexer.build import build_index
 from indexer.chunking import IndexDoc
-from indexer.dense import DenseOptions, make_dense, recall_at_k
+from indexer.dense import DenseOptions, flat_index, is_approximate, make_dense, recall_at_k
 from indexer.embedder import FakeEmbedder
 from indexer.store import load_current
 
@@ -20,10 +20,24 @@ def unit_rows(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
 
 def test_flat_below_the_size_setting_ivf_from_it():
     x = unit_rows(2000)
-    assert isinstance(make_dense(x, DenseOptions(ann_min_passages=2001)), faiss.IndexFlatIP)
+    flat = make_dense(x, DenseOptions(ann_min_passages=2001))
+    assert not is_approximate(flat) and flat.ntotal == 2000
     ivf = make_dense(x, DenseOptions(ann_min_passages=2000, ann_probe=8))
-    assert isinstance(ivf, faiss.IndexIVFFlat)
+    assert is_approximate(ivf) and isinstance(ivf, faiss.IndexIVFFlat)
     assert ivf.ntotal == 2000 and ivf.nlist == DenseOptions().lists_for(2000) and ivf.nprobe == 8
+
+
+def test_flat_is_float16_with_the_exact_top_ten():
+    x, queries = unit_rows(5000), unit_rows(100, seed=1)
+    exact = faiss.IndexFlatIP(x.shape[1])
+    exact.add(x)
+    want_scores, want = exact.search(queries, 10)
+    flat = flat_index(x)
+    assert flat.sa_code_size() == 2 * x.shape[1]  # two bytes a dimension
+    got_scores, got = flat.search(queries, 10)
+    assert recall_at_k(want, got) >= 0.999
+    np.testing.assert_allclose(got_scores, want_scores, atol=2e-3)
+    assert flat_index(x[:0]).ntotal == 0
 
 
 def test_ivf_recall_against_flat():
