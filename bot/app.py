@@ -75,11 +75,12 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, pool_size=settings.db_concurrency)
+        slots = settings.database_slots()
+        engine = make_engine(settings.database_url, pool_size=slots)
         init_db(engine)
         app.state.settings = settings
         # requests inside a database session at once (see bot.deps.get_session)
-        app.state.db_slots = asyncio.Semaphore(settings.db_concurrency)
+        app.state.db_slots = asyncio.Semaphore(slots)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.read_sessionmaker = read_sessionmaker(engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -27,12 +28,13 @@ class Settings(BaseSettings):
         "(SQLite with WAL by default; postgresql+psycopg://user:pass@host/db to scale out).",
     )
     db_concurrency: int = Field(
-        16,
-        ge=1,
+        0,
+        ge=0,
         le=32,  # fewer than the 40 worker threads, or a lock holder could wait for a thread
-        description="Requests that use the database at the same time; more wait their turn "
-        "without holding a worker thread (the connection pool has this many connections plus "
-        "a few for background work).",
+        description="Requests that use the database at the same time (0: one more than the "
+        "CPU cores); more wait their turn without holding a worker thread. More threads than "
+        "cores only queue for Python's GIL, which slows whoever holds SQLite's write lock (the "
+        "connection pool has this many connections plus a few for background work).",
     )
     index_dir: Path = Field(
         Path("data/index"), description="Folder holding the versioned search indexes."
@@ -242,6 +244,10 @@ class Settings(BaseSettings):
             if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
                 raise ValueError(f"{origin!r}: expected an origin like https://shop.example.com")
         return [o.rstrip("/") for o in value]
+
+    def database_slots(self) -> int:
+        """``db_concurrency``, with 0 resolved to one more than the CPU cores."""
+        return self.db_concurrency or min(32, (os.cpu_count() or 1) + 1)
 
     def dense_options(self, build_threads: int = 1) -> DenseOptions:
         """The dense index's size switch and IVF parameters (``build_threads``: for training)."""

@@ -71,3 +71,20 @@ def test_batched_import_commits_as_it_goes_and_merges_the_report(tmp_path, monke
     again = import_in_batches(factory, articles, batch=200)
     assert len(again.unchanged) == 450
     engine.dispose()
+
+
+def test_database_slots_default_to_one_more_than_the_cores(monkeypatch):
+    import os
+
+    import pytest
+    from pydantic import ValidationError
+
+    from bot.settings import Settings
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert Settings(db_concurrency=0).database_slots() == 3
+    assert Settings(db_concurrency=7).database_slots() == 7
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert Settings(db_concurrency=0).database_slots() == 32  # fewer than the worker threads
+    with pytest.raises(ValidationError):
+        Settings(db_concurrency=33)
