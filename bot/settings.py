@@ -32,7 +32,7 @@ class Settings(BaseSettings):
         ge=0,
         le=32,  # fewer than the 40 worker threads, or a lock holder could wait for a thread
         description="Requests that use the database at the same time (0: one more than the "
-        "CPU cores); more wait their turn without holding a worker thread. More threads than "
+        "CPU cores, at most 16); more wait their turn without holding a worker thread. More threads than "
         "cores only queue for Python's GIL, which slows whoever holds SQLite's write lock (the "
         "connection pool has this many connections plus a few for background work).",
     )
@@ -246,8 +246,9 @@ class Settings(BaseSettings):
         return [o.rstrip("/") for o in value]
 
     def database_slots(self) -> int:
-        """``db_concurrency``, with 0 resolved to one more than the CPU cores."""
-        return self.db_concurrency or min(32, (os.cpu_count() or 1) + 1)
+        """``db_concurrency``, with 0 resolved to one more than the cores this process may use
+        (at most 16)."""
+        return self.db_concurrency or min(16, len(os.sched_getaffinity(0)) + 1)
 
     def dense_options(self, build_threads: int = 1) -> DenseOptions:
         """The dense index's size switch and IVF parameters (``build_threads``: for training)."""

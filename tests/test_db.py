@@ -81,10 +81,10 @@ def test_database_slots_default_to_one_more_than_the_cores(monkeypatch):
 
     from bot.settings import Settings
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     assert Settings(db_concurrency=0).database_slots() == 3
     assert Settings(db_concurrency=7).database_slots() == 7
-    monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    assert Settings(db_concurrency=0).database_slots() == 32  # fewer than the worker threads
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert Settings(db_concurrency=0).database_slots() == 16  # well under the worker threads
     with pytest.raises(ValidationError):
         Settings(db_concurrency=33)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SMALL_KB, make_settings, seed
 
@@ -79,3 +80,24 @@ def test_calibration_ties_go_to_the_more_precise_higher_threshold():
     assert chosen["answered_precision"] == 1.0
     assert chosen["answer_threshold"] > 0.72
     assert isinstance(records[0].decision, Decision)
+
+
+def test_questions_with_few_or_no_bm25_matches_still_rank_by_meaning(tmp_path: Path):
+    from indexer.lexical import tokenize
+
+    settings = make_settings(tmp_path)
+    embedder = FakeEmbedder()
+    seed(settings, SMALL_KB, embedder)
+    index = load_current(settings.index_dir)
+    retriever = Retriever(index, embedder, RetrievalOptions())
+    hits = retriever.search("what is it that they have").hits  # stop words only: no BM25
+    assert len(hits) > 1 and all(h.lexical == 0 and h.lexical_rank is None for h in hits)
+    # a word in one passage only: BM25 has one candidate, the dense side fills the rest
+    df = np.bincount(index.lexical.counts.indices, minlength=len(index.lexical.vocab))
+    word = next(
+        t for i, t in enumerate(index.lexical.vocab) if df[i] == 1 and tokenize([t])[0] == [t]
+    )
+    hits = retriever.search(f"{word} zyzzyva").hits
+    assert len(hits) > 1 and sum(h.lexical > 0 for h in hits) == 1
+    matched = next(h for h in hits if h.lexical > 0)
+    assert matched.lexical_rank == 1
