@@ -102,7 +102,9 @@ class Settings(BaseSettings):
     retrieval_mode: Literal["hybrid", "dense", "bm25"] = Field(
         "hybrid", description="Which retrievers to use: hybrid (dense + BM25 fused), dense or bm25."
     )
-    candidates: int = Field(50, description="Passages each retriever returns before fusion.")
+    candidates: int = Field(
+        50, ge=1, le=10_000, description="Passages each retriever returns before fusion."
+    )
     fusion: Literal["weighted", "rrf"] = Field(
         "weighted",
         description="How dense and BM25 evidence are combined per article: 'weighted' (passage "
