@@ -7,10 +7,10 @@ import difflib
 from dataclasses import dataclass
 
 import frontmatter
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.article_search import like_pattern
+from bot.article_search import contains_text
 from bot.article_store import upsert_article
 from bot.models import Article, ArticleRevision, Category, Tag
 from indexer.articles import STATUSES, InvalidArticle, SourceArticle, make_article, slugify
@@ -49,14 +49,7 @@ def list_articles(
     """Articles matching the filters, most recently changed first."""
     query = select(Article)
     if q:
-        like = like_pattern(q)
-        query = query.where(
-            or_(
-                func.lower(Article.title).like(like, escape="\\"),
-                func.lower(Article.id).like(like, escape="\\"),
-                func.lower(Article.body).like(like, escape="\\"),
-            )
-        )
+        query = query.where(contains_text(q, Article.title, Article.id, Article.body))
     if category:
         query = query.join(Category, Article.category_id == Category.id).where(
             Category.slug == category

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot.models import Article
@@ -25,6 +25,12 @@ def like_pattern(q: str) -> str:
     """``q`` as a case-folded LIKE pattern that matches it literally (escape character ``\\``)."""
     escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def contains_text(q: str, *columns) -> ColumnElement[bool]:
+    """Any of ``columns`` holds ``q``, case-folded and literally (wildcards escaped)."""
+    like = like_pattern(q)
+    return or_(*(func.lower(column).like(like, escape="\\") for column in columns))
 
 
 def snippet(text: str, limit: int = 220) -> str:
@@ -50,12 +56,6 @@ def find_published(
         ]
     query = select(Article).where(Article.status == "published")
     if q:
-        like = like_pattern(q)
-        query = query.where(
-            or_(
-                func.lower(Article.title).like(like, escape="\\"),
-                func.lower(Article.body).like(like, escape="\\"),
-            )
-        )
+        query = query.where(contains_text(q, Article.title, Article.body))
     rows = session.scalars(query.order_by(Article.title).limit(limit))
     return [Found(a.id, a.title, article_url(settings, a), snippet(a.body)) for a in rows]

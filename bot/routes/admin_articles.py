@@ -20,6 +20,11 @@ from indexer.articles import STATUSES, InvalidArticle
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 ArticleId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")]
+# the article list's filters, the same for the pages and the API
+SearchText = Annotated[str, Query(max_length=200)]
+CategoryFilter = Annotated[str, Query(max_length=128)]
+StatusFilter = Annotated[str, Query(pattern="^(|draft|published|archived)$")]
+TagFilter = Annotated[str, Query(max_length=100)]
 FIELDS = ("title", "body", "category", "tags", "url", "status")
 
 
@@ -54,10 +59,10 @@ def articles(
     request: Request,
     session: SessionDep,
     agent: AdminDep,
-    q: Annotated[str, Query(max_length=200)] = "",
-    category: Annotated[str, Query(max_length=128)] = "",
-    status: Annotated[str, Query(pattern="^(|draft|published|archived)$")] = "",
-    tag: Annotated[str, Query(max_length=100)] = "",
+    q: SearchText = "",
+    category: CategoryFilter = "",
+    status: StatusFilter = "",
+    tag: TagFilter = "",
     page_no: Annotated[int, Query(alias="page", ge=1, le=100000)] = 1,
 ) -> HTMLResponse:
     listing = admin.list_articles(

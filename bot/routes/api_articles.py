@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,12 +14,18 @@ from bot import article_admin as admin
 from bot.api_tokens import user_for
 from bot.deps import SessionDep
 from bot.models import Article, User
-from bot.routes.admin_articles import request_reindex
+from bot.routes.admin_articles import (
+    ArticleId,
+    CategoryFilter,
+    SearchText,
+    StatusFilter,
+    TagFilter,
+    request_reindex,
+)
 from bot.schemas import UtcDatetime
 from indexer.articles import InvalidArticle
 
 router = APIRouter(prefix="/api/v1/articles", tags=["articles (admin)"])
-ArticleId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")]
 
 
 _bearer = HTTPBearer(
@@ -129,10 +135,10 @@ def _save(session, data: dict, user: User, create: bool = False) -> tuple[Articl
 def list_articles(
     session: SessionDep,
     _user: ApiAdmin,
-    q: Annotated[str, Query(max_length=200)] = "",
-    category: Annotated[str, Query(max_length=128)] = "",
-    status: Annotated[str, Query(pattern="^(|draft|published|archived)$")] = "",
-    tag: Annotated[str, Query(max_length=100)] = "",
+    q: SearchText = "",
+    category: CategoryFilter = "",
+    status: StatusFilter = "",
+    tag: TagFilter = "",
     offset: Annotated[int, Query(ge=0, le=10**7)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ArticleList:
