@@ -157,15 +157,30 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Overrides SUPPORTBOT_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides SUPPORTBOT_PORT.")] = None,
 ) -> None:
-    """Serve the chat API (and docs at /docs)."""
+    """Serve the chat API (and docs at /docs) with SUPPORTBOT_WORKERS processes."""
     import uvicorn
 
-    from bot.app import create_app
-
     settings = Settings()
-    uvicorn.run(
-        create_app(settings), host=host or settings.host, port=port or settings.port, workers=1
-    )
+    address = {"host": host or settings.host, "port": port or settings.port}
+    workers = settings.server_processes()
+    if workers == 1:
+        from bot.app import create_app
+
+        uvicorn.run(create_app(settings), **address)
+        return
+    from bot.db import init_db, make_engine
+    from bot.event_hub import start_hub
+
+    engine = make_engine(settings.database_url, pool_size=1)
+    init_db(engine)  # once, before the workers start (each would otherwise race to migrate)
+    engine.dispose()
+    hub = start_hub()  # live updates published in one worker reach the others' subscribers
+    os.environ.update(hub.environ())
+    try:
+        # every worker builds its app from the same environment (and .env file)
+        uvicorn.run("bot.app:create_app", factory=True, workers=workers, **address)
+    finally:
+        hub.close()
 
 
 @app.command()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,27 +18,75 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.migrations import migrate
 from bot.models import Base
 
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
 LOCK_TIMEOUT = 30.0
 READ_ONLY = "supportbot_read_only"
 
 
-class _SQLiteConnection(sqlite3.Connection):
-    """A connection whose write transactions queue on a lock shared by this process's
-    connections to the same file.
+class WriteLock:
+    """The write lock of one SQLite file: a thread lock for this process's connections, then an
+    advisory file lock (``flock`` on ``<database>.lock``) shared with every other process that
+    opens the file through :func:`make_engine` (the server's workers, the CLI).
 
-    SQLite's own wait for the write lock polls with sleeps of up to 100 ms, so under load most
-    of a request's time went to sleeping (66 replies/s at 8 customers); a waiter here is woken
-    the moment the previous transaction ends. Other processes (the CLI) still meet SQLite's own
-    lock and its timeout.
+    SQLite's own wait for its write lock polls with sleeps of up to 100 ms, so under load most
+    of a request's time went to sleeping (66 replies/s at 8 customers). Here a thread waiting in
+    the same process is woken the moment the previous transaction ends, and one waiting for
+    another process polls every millisecond at most. The file lock goes with its process, so a
+    worker that dies mid-transaction cannot leave it held.
     """
 
-    write_lock: threading.Lock
+    def __init__(self, database: str | None) -> None:
+        self.thread_lock = threading.Lock()
+        self.path = Path(f"{database}.lock") if database else None
+        self._fd: int | None = None
+        self._pid = os.getpid()
+
+    def acquire(self, timeout: float = LOCK_TIMEOUT) -> bool:
+        deadline = time.monotonic() + timeout
+        if not self.thread_lock.acquire(timeout=timeout):
+            return False
+        try:
+            if self.path is not None and not self._lock_file(deadline):
+                self.thread_lock.release()
+                return False
+        except BaseException:
+            self.thread_lock.release()
+            raise
+        return True
+
+    def _lock_file(self, deadline: float) -> bool:
+        if self._fd is None or self._pid != os.getpid():  # opened once per process (not shared
+            # with a forked child: a shared open file would share the lock too)
+            self._pid = os.getpid()
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self.thread_lock.release()
+
+
+_WRITE_LOCKS: dict[str, WriteLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+class _SQLiteConnection(sqlite3.Connection):
+    """A connection whose write transactions take the file's :class:`WriteLock` first."""
+
+    write_lock: WriteLock
     holding = False
 
     def begin_immediate(self) -> None:
-        if not self.write_lock.acquire(timeout=LOCK_TIMEOUT):
+        if not self.write_lock.acquire():
             raise sqlite3.OperationalError("database is locked")
         self.holding = True
         try:
@@ -68,10 +119,12 @@ class _SQLiteConnection(sqlite3.Connection):
             self._release()
 
 
-def _write_lock(database: str) -> threading.Lock:
+def _write_lock(database: str) -> WriteLock:
     key = str(Path(database).resolve())
     with _LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(key, threading.Lock())
+        if key not in _WRITE_LOCKS:
+            _WRITE_LOCKS[key] = WriteLock(key)
+        return _WRITE_LOCKS[key]
 
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:
@@ -83,7 +136,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         file_backed = parsed.database and parsed.database != ":memory:"
         if file_backed:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        lock = _write_lock(parsed.database) if file_backed else threading.Lock()
+        lock = _write_lock(parsed.database) if file_backed else WriteLock(None)
         factory = type("SQLiteConnection", (_SQLiteConnection,), {"write_lock": lock})
         engine = create_engine(
             url,

@@ -5,6 +5,10 @@ server's. Each client opens a conversation and sends questions one after another
 for the bot's reply; when a reply hands the conversation to a person, the client opens a new one
 (a person-owned conversation gets no bot reply to time). It stops after ``--requests`` replies or
 ``--seconds``, whichever comes first, and prints one JSON object.
+
+The client is aiohttp: it shares the machine's cores with the server, and takes about a third
+of httpx's CPU per request (0.45 ms instead of 1.2 ms here), so less of the figure is the load
+generator's own cost.
 """
 
 from __future__ import annotations
@@ -16,41 +20,42 @@ import statistics
 import sys
 import time
 
-import httpx
+import aiohttp
 import numpy as np
 
 API = "/api/v1/conversations"
 
 
 async def _client(
-    http: httpx.AsyncClient, questions: list[str], offset: int, state: dict, deadline: float
+    http: aiohttp.ClientSession, questions: list[str], offset: int, state: dict, deadline: float
 ) -> None:
     conv = None
     i = offset
     while state["left"] > 0 and time.monotonic() < deadline:
         state["left"] -= 1  # claimed before any await, so the count is never overshot
         if conv is None:
-            r = await http.post(API)
-            r.raise_for_status()
-            conv = r.json()
+            async with http.post(API) as r:
+                r.raise_for_status()
+                conv = await r.json()
         text = questions[i % len(questions)]
         i += 1
         started = time.perf_counter()
         try:
-            r = await http.post(
+            async with http.post(
                 f"{API}/{conv['id']}/messages",
                 json={"text": text},
                 headers={"X-Conversation-Token": conv["token"]},
-            )
-        except httpx.TransportError:  # e.g. a kept-alive connection the server just closed
+            ) as r:
+                status = r.status
+                body = await r.json() if status == 200 else None
+        except aiohttp.ClientConnectionError:  # e.g. a kept-alive connection the server closed
             state["errors"] += 1
             continue
         elapsed = (time.perf_counter() - started) * 1000
-        if r.status_code != 200:
+        if status != 200:
             state["errors"] += 1
             conv = None
             continue
-        body = r.json()
         state["latencies"].append(elapsed)
         state["actions"][body["action"]] = state["actions"].get(body["action"], 0) + 1
         if body["conversation_status"] != "bot":
@@ -60,8 +65,9 @@ async def _client(
 async def run(
     url: str, questions: list[str], clients: int, requests: int, seconds: float, warmup: int
 ) -> dict:
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as http:
         warm = {"left": warmup, "errors": 0, "latencies": [], "actions": {}}
         await asyncio.gather(
             *(_client(http, questions, c * 7, warm, time.monotonic() + 60) for c in range(clients))

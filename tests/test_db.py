@@ -88,3 +88,83 @@ def test_database_slots_default_to_one_more_than_the_cores(monkeypatch):
     assert Settings(db_concurrency=0).database_slots() == 16  # well under the worker threads
     with pytest.raises(ValidationError):
         Settings(db_concurrency=33)
+    # several server processes share the cores: each gets its share plus one (at least 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert Settings(db_concurrency=0, workers=2).database_slots() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert Settings(db_concurrency=0, workers=2).database_slots() == 5
+    assert Settings(workers=0).server_processes() == 8
+    with pytest.raises(ValidationError):
+        Settings(workers=-1)
+
+
+def _hold_file_lock(path):
+    """Another process's hold on the database's write lock (a separate open file conflicts
+    under flock just as another process's does)."""
+    import fcntl
+    import os
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_writers_wait_for_another_process_holding_the_write_lock(tmp_path):
+    import os
+    import time
+
+    from bot.db import WriteLock
+
+    db = tmp_path / "shared.db"
+    engine = make_engine(f"sqlite:///{db}")
+    init_db(engine)
+    factory = make_sessionmaker(engine)
+    fd = _hold_file_lock(f"{db.resolve()}.lock")
+    assert WriteLock(str(db.resolve())).acquire(timeout=0.2) is False  # waits, then gives up
+    done = threading.Event()
+
+    def write() -> None:
+        with session_scope(factory) as session:
+            create_conversation(session)
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert not done.wait(0.3)  # queued behind the other process, not failing
+    os.close(fd)  # the other process ends (its lock goes with it)
+    started = time.monotonic()
+    assert done.wait(5)
+    assert time.monotonic() - started < 1.0  # noticed within a poll, not SQLite's 100 ms sleeps
+    writer.join()
+    lock = WriteLock(str(db.resolve()))
+    assert lock.acquire(timeout=1)
+    lock.release()
+    engine.dispose()
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+    import multiprocessing
+
+    db = tmp_path / "two.db"
+    engine = make_engine(f"sqlite:///{db}")
+    init_db(engine)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write_conversations, args=(str(db), 40)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    with session_scope(make_sessionmaker(engine)) as session:
+        assert session.query(Message).count() == 80
+    engine.dispose()
+
+
+def _write_conversations(path: str, n: int) -> None:
+    engine = make_engine(f"sqlite:///{path}")
+    factory = make_sessionmaker(engine)
+    for _ in range(n):
+        with session_scope(factory) as session:
+            conv, _ = create_conversation(session)
+            session.add(Message(conversation=conv, role="customer", text="hi"))
+    engine.dispose()

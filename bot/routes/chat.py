@@ -98,7 +98,6 @@ def _send_message(
         if conv.status in ("bot", "closed"):
             pipeline = get_pipeline(request)
             inputs = reply_inputs(session, conv, body.article_id)
-        staffed = is_staffed(session, state.settings)
     # the model runs with no session open, while other requests read and write
     if inputs is not None:
         streak, question, seen = inputs
@@ -108,6 +107,9 @@ def _send_message(
         conv = find_conversation(session, conversation_id, token, customer_id)
         if decision is not None and newest_ids(session, conv) != seen:
             decision = None  # a message or a rating came in meanwhile: work it out again, now
+        # whether a person could take a handoff matters only to a handoff (most replies are not)
+        needed = decision is None or decision.action == "escalate"
+        staffed = is_staffed(session, state.settings) if needed else True
         customer, reply, _ = post_customer_message(
             session,
             conv,
