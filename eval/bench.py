@@ -131,13 +131,16 @@ def run(args: argparse.Namespace) -> dict:
                 "SUPPORTBOT_INDEX_DIR": str(big_root),
                 "SUPPORTBOT_EMBEDDER": "minilm" if backend == "pytorch-fp32" else "minilm-int8",
             }
-            r["server"] = bench_server.measure(
-                env,
-                gen_questions + questions,
-                runs=args.runs,
-                requests=args.requests,
-                seconds=args.seconds,
-            )
+            for key, workers in (("server", 1), ("server_workers", args.workers or cores)):
+                if key == "server" or workers > 1:
+                    r[key] = bench_server.measure(
+                        env,
+                        gen_questions + questions,
+                        runs=args.runs,
+                        requests=args.requests,
+                        seconds=args.seconds,
+                        workers=workers,
+                    )
             out["backends"][backend] = r
             del b, holder
             gc.collect()
@@ -211,6 +214,43 @@ def rows(r: dict) -> list[tuple[str, float | None, float | None, float | None]]:
             t["rss_mb"],
         ),
         ("cold start to /health (s)", *both("server", "cold_start_s"), t["cold_start_s"]),
+    ]
+    workers = get(int8, "server_workers", "workers") or get(fp32, "server_workers", "workers")
+    if workers:
+        n = f"{workers} workers"
+        out += [
+            (
+                f"HTTP 8 clients replies/s, {n}",
+                *both("server_workers", "http", "8", "replies_per_s"),
+                t["http8_replies_per_s"],
+            ),
+            (
+                f"HTTP 8 clients p99 (ms), {n}",
+                *both("server_workers", "http", "8", "latency_ms", "p99"),
+                t["http8_p99_ms"],
+            ),
+            (
+                f"HTTP 64 clients replies/s, {n}",
+                *both("server_workers", "http", "64", "replies_per_s"),
+                None,
+            ),
+            (
+                f"HTTP 64 clients p99 (ms), {n}",
+                *both("server_workers", "http", "64", "latency_ms", "p99"),
+                None,
+            ),
+            (
+                f"server RSS after load (MB), {n}",
+                *both("server_workers", "memory_mb", "after_load", "rss"),
+                t["rss_mb"],
+            ),
+            (
+                f"server PSS after load (MB), {n}",
+                *both("server_workers", "memory_mb", "after_load", "pss"),
+                t["rss_mb"],
+            ),
+        ]
+    out += [
         (f"{big} KB dense recall@10", *both("generated_kb", "dense", "recall_at_10"), 0.99),
     ]
     search = r.get("search")
@@ -253,6 +293,12 @@ def main() -> None:
     parser.add_argument("--search-passages", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=3000, help="HTTP replies per load run")
     parser.add_argument("--seconds", type=float, default=20.0, help="time limit per load run")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="server processes of the second served run (0: one per core; 1: no second run)",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="a small smoke run (not for the figures)"
     )

@@ -27,14 +27,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def memory_mb(pid: int) -> dict:
-    """Resident memory now and at its peak (VmRSS, VmHWM), in MB."""
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (a server with several workers is a process tree)."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:  # the task ended meanwhile
+                continue
+    return tree
+
+
+def _kb_fields(path: Path, keys: tuple[str, ...]) -> dict[str, int]:
     fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for line in path.read_text().splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = round(int(value.split()[0]) / 1024, 1)
-    return {"rss": fields.get("VmRSS"), "peak": fields.get("VmHWM")}
+        if key in keys:
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def memory_mb(pid: int) -> dict:
+    """Memory of the server's processes, in MB: resident now and at its peak (VmRSS, VmHWM),
+    summed over the process tree, and the proportional share (Pss: a page shared by two
+    processes, such as a mapped index file or a library, counts half in each)."""
+    rss = peak = pss = 0
+    processes = 0
+    for p in process_tree(pid):
+        try:
+            status = _kb_fields(Path(f"/proc/{p}/status"), ("VmRSS", "VmHWM"))
+            rollup = _kb_fields(Path(f"/proc/{p}/smaps_rollup"), ("Pss",))
+        except OSError:
+            continue
+        processes += 1
+        rss += status.get("VmRSS", 0)
+        peak += status.get("VmHWM", 0)
+        pss += rollup.get("Pss", 0)
+    return {
+        "rss": round(rss / 1024, 1),
+        "peak": round(peak / 1024, 1),
+        "pss": round(pss / 1024, 1),
+        "processes": processes,
+    }
 
 
 class Server:
@@ -130,9 +167,11 @@ def measure(
     clients: tuple[int, ...] = (8, 64),
     requests: int = 2000,
     seconds: float = 30.0,
+    workers: int = 1,
 ) -> dict:
     """Cold start (median of ``runs`` starts), replies/s and latency per client count (median
-    of ``runs``), and the server's memory after the load."""
+    of ``runs``), and the server's memory after the load, with ``workers`` server processes."""
+    env = {**env, "SUPPORTBOT_WORKERS": str(workers)}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         qfile = workdir / "questions.json"
@@ -156,6 +195,7 @@ def measure(
         finally:
             server.stop()
     return {
+        "workers": workers,
         "cold_start_s": round(statistics.median(starts), 2),
         "cold_start_runs_s": [round(s, 2) for s in starts],
         "memory_mb": {"after_start": idle, "after_load": loaded},

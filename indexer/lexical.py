@@ -39,18 +39,23 @@ class LexicalIndex:
     """
 
     def __init__(self, counts: sparse.csr_matrix, vocab: list[str], k1: float, b: float) -> None:
-        self.counts = counts
+        self._counts: sparse.csr_matrix | None = counts
+        self._folder: Path | None = None
+        self.size = counts.shape[0]
         self.vocab = vocab
         self.token_id = {t: i for i, t in enumerate(vocab)}
         self.k1, self.b = k1, b
-        self.weights = self._weights()
+        self.weights = self._weights(counts)
 
     @property
-    def size(self) -> int:
-        return self.counts.shape[0]
+    def counts(self) -> sparse.csr_matrix:
+        """The term counts: kept in memory by a fresh build; read again from disk for a loaded
+        index (only a re-index needs them, and a server keeps the weights alone)."""
+        if self._counts is not None:
+            return self._counts
+        return _read_counts(self._folder, len(self.vocab))
 
-    def _weights(self) -> sparse.csc_matrix:
-        counts = self.counts
+    def _weights(self, counts: sparse.csr_matrix) -> sparse.csc_matrix:
         n = counts.shape[0]
         if n == 0 or counts.nnz == 0:
             return sparse.csc_matrix(counts.shape, dtype=np.float32)
@@ -156,8 +161,16 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
+        """The index saved in ``folder``, holding its weights only (the counts stay on disk)."""
         meta = json.loads((folder / "lexical.json").read_text())
-        counts = sparse.load_npz(folder / "counts.npz").tocsr()
-        if counts.shape[1] != len(meta["vocab"]):
-            raise ValueError(f"lexical index at {folder} is inconsistent: vocabulary size differs")
-        return cls(counts, meta["vocab"], float(meta["k1"]), float(meta["b"]))
+        counts = _read_counts(folder, len(meta["vocab"]))
+        index = cls(counts, meta["vocab"], float(meta["k1"]), float(meta["b"]))
+        index._counts, index._folder = None, folder
+        return index
+
+
+def _read_counts(folder: Path | None, vocabulary: int) -> sparse.csr_matrix:
+    counts = sparse.load_npz(folder / "counts.npz").tocsr()
+    if counts.shape[1] != vocabulary:
+        raise ValueError(f"lexical index at {folder} is inconsistent: vocabulary size differs")
+    return counts

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import mmap
 import os
 import shutil
 import tempfile
@@ -118,12 +119,15 @@ class SearchIndex:
                 "run `supportbot index`"
             )
         passages = json.loads((path / "passages.json").read_text())
-        vectors = np.load(path / "vectors.npy")
+        # the float32 vectors stay in the file, mapped: a question reads only its candidates'
+        # rows (to rescore them), and several server processes share the file's pages
+        vectors = np.load(path / "vectors.npy", mmap_mode="r")
         if (path / "dense.faiss").exists():
             dense = faiss.read_index(str(path / "dense.faiss"))
             set_search_options(dense, dense_options or DenseOptions())
         else:
             dense = flat_index(vectors.reshape(-1, manifest.dim))
+            _forget_pages(vectors)  # read once to build the float16 copy that is searched
         if passages and not (path / "lexical").exists():
             raise ValueError(f"index at {path} is incomplete: its BM25 index is missing")
         lexical = LexicalIndex.load(path / "lexical") if (path / "lexical").exists() else None
@@ -135,8 +139,16 @@ class SearchIndex:
         titles, title_vectors = [], None
         if (path / "title_vectors.npy").exists():
             titles = json.loads((path / "titles.json").read_text())
-            title_vectors = np.load(path / "title_vectors.npy")
+            title_vectors = np.load(path / "title_vectors.npy", mmap_mode="r")
         return cls(manifest, passages, vectors, dense, lexical, path, titles, title_vectors)
+
+
+def _forget_pages(array: np.ndarray) -> None:
+    """Drop a mapped file's pages from this process (they stay in the page cache) after a
+    read of the whole file, so its resident memory counts only what it reads again."""
+    mapped = getattr(array, "_mmap", None)
+    if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+        mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def current_version(root: Path) -> str | None:

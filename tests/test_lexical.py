@@ -61,6 +61,25 @@ def test_save_and_load(tmp_path):
     np.testing.assert_array_equal(loaded.scores(tokens), index.scores(tokens))
 
 
+def test_a_loaded_index_reads_its_counts_from_disk_when_a_rebuild_needs_them(tmp_path):
+    index = LexicalIndex.build(CORPUS)
+    index.save(tmp_path / "lexical")
+    loaded = LexicalIndex.load(tmp_path / "lexical")
+    assert loaded._counts is None  # a server keeps the weights only
+    assert (loaded.counts != index.counts).nnz == 0
+    edited = [*CORPUS[:3], "A passage about parcel lockers.", *CORPUS[4:]]
+    reuse = [None if i == 3 else i for i in range(len(edited))]
+    texts = [t if r is None else None for t, r in zip(edited, reuse, strict=True)]
+    rebuilt = LexicalIndex.build(texts, previous=loaded, previous_rows=reuse)
+    tokens = tokenize(["parcel locker refund"])[0]
+    np.testing.assert_allclose(
+        rebuilt.scores(tokens), LexicalIndex.build(edited).scores(tokens), rtol=1e-6
+    )
+    (tmp_path / "lexical" / "counts.npz").unlink()
+    with pytest.raises(FileNotFoundError):
+        loaded.counts  # noqa: B018 - the property reads the file
+
+
 def test_empty_index():
     index = LexicalIndex.build([])
     assert index.size == 0
