@@ -20,6 +20,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from bot.auth import LoginThrottle, session_secret
 from bot.db import init_db, make_engine, make_sessionmaker, read_sessionmaker
+from bot.event_hub import connect_from_environ
 from bot.events import Broker
 from bot.events import install as install_events
 from bot.limits import BodyLimit
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.read_sessionmaker = read_sessionmaker(engine)
         app.state.broker = Broker()
+        hub_link = connect_from_environ(app.state.broker)  # several workers: share live events
         app.state.login_throttle = LoginThrottle()
         install_events(app.state.sessionmaker, app.state.broker)
         app.state.webhooks = start_worker(app.state.sessionmaker, settings)
@@ -99,6 +101,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         if app.state.reindexer is not None:
             app.state.reindexer.stop()
         stop_worker(app.state.webhooks)
+        if hub_link is not None:
+            hub_link.close()
         engine.dispose()
 
     app = FastAPI(

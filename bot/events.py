@@ -3,8 +3,10 @@
 Every message stored, every change of a conversation's owner and every handoff change is turned
 into an event when the session flushes and published only once the transaction has committed, so
 a subscriber never sees something that was rolled back. Topics: ``conversation:<id>`` (the
-customer's widget) and ``console`` (every agent console). One process serves all subscribers;
-several workers or machines would put PostgreSQL LISTEN/NOTIFY or Redis behind the same interface.
+customer's widget) and ``console`` (every agent console). Each server process has one broker for
+its own subscribers; with several workers (``supportbot serve``) a link to the serve process's
+event hub (:mod:`bot.event_hub`) carries every published event to the other workers' brokers.
+Several machines would put PostgreSQL LISTEN/NOTIFY or Redis behind the same link.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import asyncio
 import logging
 import threading
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.models import Conversation, Handoff, Message
 from bot.schemas import handoff_public, message_public
+
+if TYPE_CHECKING:
+    from bot.event_hub import HubLink
 
 log = logging.getLogger(__name__)
 CONSOLE = "console"
@@ -45,12 +50,14 @@ class Subscription:
 
 
 class Broker:
-    """Fans events out to the subscriptions of their topic; ``publish`` is safe from any thread."""
+    """Fans events out to the subscriptions of their topic; ``publish`` is safe from any thread.
+    ``link``, when set, also takes every published event to the other worker processes."""
 
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.link: HubLink | None = None
 
     def subscribe(self, *topics: str) -> Subscription:
         """Start listening (call from the event loop); ``close()`` the subscription when done."""
@@ -73,6 +80,15 @@ class Broker:
             return len(self._subs.get(topic, ()))
 
     def publish(self, topic: str, event: dict) -> None:
+        """Deliver ``event`` (a JSON-ready dict) to this process's subscribers of ``topic`` and,
+        through the link, to the other workers'."""
+        self.deliver_local(topic, event)
+        link = self.link
+        if link is not None:
+            link.send(topic, event)
+
+    def deliver_local(self, topic: str, event: dict) -> None:
+        """Deliver to this process's subscribers only (events the link brings from elsewhere)."""
         with self._lock:
             subs = list(self._subs.get(topic, ()))
         if not subs or self._loop is None or self._loop.is_closed():
