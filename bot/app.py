@@ -95,6 +95,12 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         app.state.load_error = None
         app.state.loaded = threading.Event()
         threading.Thread(target=_load, args=(app, settings, embedder), daemon=True).start()
+        if hub_link is not None:
+            # one of several workers: take no connection before the model, the index and the
+            # link to the other workers are ready (the ready workers take them meanwhile), so a
+            # /health that answers ok is never followed by a 503 from a worker still loading
+            await asyncio.to_thread(app.state.loaded.wait)
+            await asyncio.to_thread(hub_link.connected.wait, 10)
         yield
         if app.state.pipeline is not None:
             app.state.pipeline.holder.stop()

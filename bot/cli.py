@@ -166,19 +166,31 @@ def serve(
     if workers == 1:
         from bot.app import create_app
 
-        uvicorn.run(create_app(settings), **address)
+        # workers=1 said outright: otherwise uvicorn reads $WEB_CONCURRENCY (set by some hosts)
+        uvicorn.run(create_app(settings), workers=1, **address)
         return
+    from bot.auth import session_secret
     from bot.db import init_db, make_engine
     from bot.event_hub import start_hub
 
+    # once, before the workers start: each would otherwise race to migrate the database and to
+    # create the session key file (two workers with two keys would refuse each other's cookies)
     engine = make_engine(settings.database_url, pool_size=1)
-    init_db(engine)  # once, before the workers start (each would otherwise race to migrate)
+    init_db(engine)
     engine.dispose()
+    session_secret(settings.secret_key, settings.secret_key_file)
     hub = start_hub()  # live updates published in one worker reach the others' subscribers
     os.environ.update(hub.environ())
     try:
-        # every worker builds its app from the same environment (and .env file)
-        uvicorn.run("bot.app:create_app", factory=True, workers=workers, **address)
+        # every worker builds its app from the same environment (and .env file); a worker
+        # loading a large index may not answer the supervisor's ping within the default 5 s
+        uvicorn.run(
+            "bot.app:create_app",
+            factory=True,
+            workers=workers,
+            timeout_worker_healthcheck=60,
+            **address,
+        )
     finally:
         hub.close()
 

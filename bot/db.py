@@ -57,7 +57,8 @@ class WriteLock:
         if self._fd is None or self._pid != os.getpid():  # opened once per process (not shared
             # with a forked child: a shared open file would share the lock too)
             self._pid = os.getpid()
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # read-only is enough for flock, so a lock file another user created still works
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         pause = 0.0001
         while True:
             try:
@@ -70,9 +71,11 @@ class WriteLock:
                 pause = min(pause * 2, 0.001)
 
     def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self.thread_lock.release()
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self.thread_lock.release()
 
 
 _WRITE_LOCKS: dict[str, WriteLock] = {}

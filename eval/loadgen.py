@@ -48,7 +48,7 @@ async def _client(
             ) as r:
                 status = r.status
                 body = await r.json() if status == 200 else None
-        except aiohttp.ClientConnectionError:  # e.g. a kept-alive connection the server closed
+        except (TimeoutError, aiohttp.ClientError):  # e.g. a closed kept-alive connection
             state["errors"] += 1
             continue
         elapsed = (time.perf_counter() - started) * 1000

@@ -11,8 +11,10 @@ re-indexing after editing one article of a large help center tokenizes only that
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from pathlib import Path
+from typing import BinaryIO
 
 import bm25s
 import numpy as np
@@ -49,11 +51,14 @@ class LexicalIndex:
 
     @property
     def counts(self) -> sparse.csr_matrix:
-        """The term counts: kept in memory by a fresh build; read again from disk for a loaded
-        index (only a re-index needs them, and a server keeps the weights alone)."""
+        """The term counts: kept in memory by a fresh build; read again from the file for a
+        loaded index (only a re-index needs them, and a server keeps the weights alone). The
+        file stays open, so the counts can be read even after the version's folder is pruned."""
         if self._counts is not None:
             return self._counts
-        return _read_counts(self._folder, len(self.vocab))
+        with self._file_lock:
+            self._file.seek(0)
+            return _read_counts(self._file, self._folder, len(self.vocab))
 
     def _weights(self, counts: sparse.csr_matrix) -> sparse.csc_matrix:
         n = counts.shape[0]
@@ -163,14 +168,20 @@ class LexicalIndex:
     def load(cls, folder: Path) -> LexicalIndex:
         """The index saved in ``folder``, holding its weights only (the counts stay on disk)."""
         meta = json.loads((folder / "lexical.json").read_text())
-        counts = _read_counts(folder, len(meta["vocab"]))
+        file = (folder / "counts.npz").open("rb")  # closed with the index
+        try:
+            counts = _read_counts(file, folder, len(meta["vocab"]))
+        except BaseException:
+            file.close()
+            raise
         index = cls(counts, meta["vocab"], float(meta["k1"]), float(meta["b"]))
-        index._counts, index._folder = None, folder
+        index._counts, index._folder, index._file = None, folder, file
+        index._file_lock = threading.Lock()
         return index
 
 
-def _read_counts(folder: Path | None, vocabulary: int) -> sparse.csr_matrix:
-    counts = sparse.load_npz(folder / "counts.npz").tocsr()
+def _read_counts(file: BinaryIO, folder: Path | None, vocabulary: int) -> sparse.csr_matrix:
+    counts = sparse.load_npz(file).tocsr()
     if counts.shape[1] != vocabulary:
         raise ValueError(f"lexical index at {folder} is inconsistent: vocabulary size differs")
     return counts

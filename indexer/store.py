@@ -172,7 +172,8 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def _prune(versions: Path, keep: str) -> None:
-    """Delete all but the newest few versions (a server still on an old one has it in memory),
+    """Delete all but the newest few versions (a server still on an old one keeps what it needs
+    of it: memory, mapped vectors and an open counts file),
     and temporary folders left by builds that crashed more than an hour ago."""
     for stale in versions.glob(".tmp-*"):
         if stale.is_dir() and time.time() - stale.stat().st_mtime > 3600:

@@ -149,20 +149,32 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     engine = make_engine(f"sqlite:///{db}")
     init_db(engine)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_write_conversations, args=(str(db), 40)) for _ in range(2)]
+    start = ctx.Barrier(2)  # both write at once, not one after the other's start-up
+    procs = [
+        ctx.Process(target=_write_conversations, args=(str(db), 150, start)) for _ in range(2)
+    ]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
     with session_scope(make_sessionmaker(engine)) as session:
-        assert session.query(Message).count() == 80
+        assert session.query(Message).count() == 300
     engine.dispose()
 
 
-def _write_conversations(path: str, n: int) -> None:
+def _write_conversations(path: str, n: int, start) -> None:
+    from sqlalchemy import event
+
     engine = make_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _no_sqlite_wait(dbapi_connection, _record) -> None:
+        # SQLite's own wait would serialise the two processes too; only the file lock may here
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+
     factory = make_sessionmaker(engine)
+    start.wait(30)
     for _ in range(n):
         with session_scope(factory) as session:
             conv, _ = create_conversation(session)

@@ -75,9 +75,9 @@ def test_a_loaded_index_reads_its_counts_from_disk_when_a_rebuild_needs_them(tmp
     np.testing.assert_allclose(
         rebuilt.scores(tokens), LexicalIndex.build(edited).scores(tokens), rtol=1e-6
     )
+    # the version's folder may be pruned while a server still holds the version
     (tmp_path / "lexical" / "counts.npz").unlink()
-    with pytest.raises(FileNotFoundError):
-        loaded.counts  # noqa: B018 - the property reads the file
+    assert (loaded.counts != index.counts).nnz == 0
 
 
 def test_empty_index():

@@ -97,30 +97,35 @@ def test_a_stream_gets_every_message_whichever_worker_stored_it(served):
     headers = {"X-Conversation-Token": conv["token"]}
     received: list[dict] = []
     ready = threading.Event()
+    sent = 30
+    stream_process: list[int] = []
 
     def listen() -> None:
-        with httpx.stream(
-            "GET", f"{url}/api/v1/conversations/{conv['id']}/events", headers=headers, timeout=30
-        ) as stream:
-            ready.set()
-            kind = None
-            for line in stream.iter_lines():
-                if line.startswith("event:"):
-                    kind = line[6:].strip()
-                elif line.startswith("data:") and kind == "message":
-                    received.append(json.loads(line[5:]))
-                    if len(received) >= 2 * sent:
-                        return
+        with httpx.Client(base_url=url, timeout=30) as http:
+            # the stream reuses this kept-alive connection, so the same worker serves it
+            stream_process.append(http.get("/health").json()["process"])
+            with http.stream(
+                "GET", f"/api/v1/conversations/{conv['id']}/events", headers=headers
+            ) as stream:
+                ready.set()
+                kind = None
+                for line in stream.iter_lines():
+                    if line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:") and kind == "message":
+                        received.append(json.loads(line[5:]))
+                        if len(received) >= 2 * sent:
+                            return
 
-    sent = 30
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
     assert ready.wait(10)
     time.sleep(0.3)  # the worker has subscribed by the time its response headers went out
-    ids = []
+    ids, processes = [], set()
     for i in range(sent):
         # a new connection each time: the kernel hands it to either worker
         with httpx.Client(base_url=url, timeout=30) as fresh:
+            processes.add(fresh.get("/health").json()["process"])
             r = fresh.post(
                 f"/api/v1/conversations/{conv['id']}/messages",
                 json={"text": f"how do I reset my password? ({i})"},
@@ -131,6 +136,7 @@ def test_a_stream_gets_every_message_whichever_worker_stored_it(served):
         assert body["conversation_status"] == "bot"
         ids += [body["customer_message_id"], body["message_id"]]
     listener.join(15)
+    assert processes - set(stream_process), "every message went to the stream's own worker"
     assert sorted(e["id"] for e in received) == sorted(ids)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -28,5 +30,6 @@ def health(request: Request) -> JSONResponse:
             "articles": index.manifest.articles,
             "passages": index.manifest.passages,
             "model": index.manifest.model,
+            "process": os.getpid(),  # which server process answered (see SUPPORTBOT_WORKERS)
         }
     )
