@@ -76,9 +76,7 @@ class Hub:
         self.address = os.path.join(self._dir, "hub.sock")
         self._key = secrets.token_bytes(32)
         try:
-            self._listener = Listener(
-                self.address, family="AF_UNIX", backlog=64, authkey=self._key
-            )
+            self._listener = Listener(self.address, family="AF_UNIX", backlog=64, authkey=self._key)
         except BaseException:
             shutil.rmtree(self._dir, ignore_errors=True)
             raise

@@ -150,9 +150,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     init_db(engine)
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(2)  # both write at once, not one after the other's start-up
-    procs = [
-        ctx.Process(target=_write_conversations, args=(str(db), 150, start)) for _ in range(2)
-    ]
+    procs = [ctx.Process(target=_write_conversations, args=(str(db), 150, start)) for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
