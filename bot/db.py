@@ -125,9 +125,7 @@ class _SQLiteConnection(sqlite3.Connection):
 def _write_lock(database: str) -> WriteLock:
     key = str(Path(database).resolve())
     with _LOCKS_GUARD:
-        if key not in _WRITE_LOCKS:
-            _WRITE_LOCKS[key] = WriteLock(key)
-        return _WRITE_LOCKS[key]
+        return _WRITE_LOCKS.setdefault(key, WriteLock(key))  # opens no file until first used
 
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:

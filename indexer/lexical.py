@@ -42,6 +42,8 @@ class LexicalIndex:
 
     def __init__(self, counts: sparse.csr_matrix, vocab: list[str], k1: float, b: float) -> None:
         self._counts: sparse.csr_matrix | None = counts
+        self._file: BinaryIO | None = None  # a loaded index's counts file, kept open
+        self._file_lock = threading.Lock()
         self._folder: Path | None = None
         self.size = counts.shape[0]
         self.vocab = vocab
@@ -176,7 +178,6 @@ class LexicalIndex:
             raise
         index = cls(counts, meta["vocab"], float(meta["k1"]), float(meta["b"]))
         index._counts, index._folder, index._file = None, folder, file
-        index._file_lock = threading.Lock()
         return index
 
 

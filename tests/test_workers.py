@@ -4,9 +4,6 @@ reach a stream whichever worker stored the change."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,77 +13,39 @@ from pathlib import Path
 import httpx
 import pytest
 
+from eval.bench_server import Server, process_tree
+
 BIN = Path(sys.executable).parent
 KB = Path(__file__).resolve().parent.parent / "kb_articles"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return out
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """Two workers over the sample KB (fake embedder), on a free loopback port."""
     home = tmp_path_factory.mktemp("workers")
-    port = _free_port()
     env = {
-        **os.environ,
         "SUPPORTBOT_DATABASE_URL": f"sqlite:///{home / 'bot.db'}",
         "SUPPORTBOT_INDEX_DIR": str(home / "index"),
-        "SUPPORTBOT_SECRET_KEY_FILE": str(home / "secret"),
         "SUPPORTBOT_EMBEDDER": "fake",
-        "SUPPORTBOT_HOST": "127.0.0.1",
-        "SUPPORTBOT_PORT": str(port),
         "SUPPORTBOT_WORKERS": "2",
         "SUPPORTBOT_ANSWER_THRESHOLD": "0.0",  # the fake embedder's scores are low: answer all
         "SUPPORTBOT_CLARIFY_THRESHOLD": "0.0",
     }
+    server = Server(env, home)
     for step in (["import", str(KB)], ["index"]):
-        subprocess.run([str(BIN / "supportbot"), *step], env=env, cwd=home, check=True)
-    log = (home / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [str(BIN / "supportbot"), "serve"], env=env, cwd=home, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+        subprocess.run([str(BIN / "supportbot"), *step], env=server.env, cwd=home, check=True)
+    server.start(timeout=120)
     try:
-        while True:
-            assert proc.poll() is None, (home / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not get healthy"
-            time.sleep(0.2)
-        yield url, proc, home
+        yield server.url, server.proc, home
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        server.stop()
 
 
 def test_two_worker_processes_serve(served):
     _, proc, _ = served
     # the supervisor runs the workers (and the spawn machinery may add a helper process)
     workers = [
-        p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()
+        p for p in process_tree(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()
     ]
     assert len(workers) == 2
 
