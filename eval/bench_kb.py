@@ -20,7 +20,7 @@ from bot.settings import Settings
 from indexer.articles import SourceArticle
 from indexer.build import build_index
 from indexer.chunking import IndexDoc
-from indexer.dense import is_approximate, recall_at_k
+from indexer.dense import RescoredPQ, is_approximate, recall_at_k
 from indexer.embedder import MINILM_NAME, Embedder, MiniLMEmbedder, load_named
 from indexer.onnx_embedder import SUFFIX as INT8_SUFFIX
 
@@ -122,14 +122,16 @@ def answer_latency(
 
 
 def dense_recall(holder: IndexHolder, questions: list[str], asker: Embedder) -> dict:
-    """What the live dense index is (flat float16, or IVF) and its recall@10 against exact
-    float32 search over the same vectors, for these questions."""
+    """What the live dense index is (flat float16, product-quantized and rescored, or IVF) and
+    its recall@10 against exact float32 search over the same vectors, for these questions."""
     dense = holder.index.dense
     vectors = np.ascontiguousarray(asker.embed(questions), dtype=np.float32)
     _, want = faiss.knn(vectors, holder.index.vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)
     _, got = dense.search(vectors, 10)
     out: dict = {"kind": "flat", "recall_at_10": round(recall_at_k(want, got), 4)}
-    if is_approximate(dense):
+    if isinstance(dense, RescoredPQ):
+        out.update(kind="pq", subquantizers=dense.codes.pq.M, rescore=dense.rescore)
+    elif is_approximate(dense):
         out.update(kind="ivf", lists=dense.nlist, probe=dense.nprobe)
     return out
 

@@ -65,7 +65,7 @@ def build_index(
     chunking = {"max_words": max_words, "bm25_k1": bm25_k1, "bm25_b": bm25_b}
     options = dense_options or DenseOptions()
     # the dense index's kind is part of what a build makes: changing its settings rebuilds
-    chunking["dense"] = [options.ann_min_passages, options.ann_lists]
+    chunking["dense"] = [options.ann_min_passages, options.ann_lists, options.pq_min_passages]
     keys = [doc_key(d, max_words, embedder.name) for d in docs]
     if len({d.article_id for d in docs}) != len(docs):
         raise ValueError("two articles share an id: each article must be indexed once")

@@ -1,13 +1,20 @@
-"""The dense side of an index: a flat scan of every vector, or IVF above a size.
+"""The dense side of an index: three kinds, by the number of passages.
 
-Up to ``ann_min_passages`` passages the flat index scans every vector, stored as float16: half
-the memory traffic of float32 (at 50,000 passages 1.6 ms a question instead of 2.8 on one core,
-and more under load, where concurrent scans share the memory bus), with the same top ten
-(recall@10 1.000 on the generated 10,000-article KB); the retriever rescores its candidates
-with the float32 vectors, so scores stay exact. Above it, an inverted-file index (IVF, k-means
-lists over the vectors) scans only the ``ann_probe`` lists nearest the query; ``make bench``
-reports its recall@10 against exact search. A rebuild keeps the previous version's trained
-lists when the list count is unchanged, so only the vectors are added again, not re-clustered.
+- Below ``pq_min_passages`` (20,000): a flat scan of every vector, stored as float16, with the
+  same top ten as float32. The retriever rescores its candidates with the float32 vectors, so
+  scores stay exact.
+- From there to ``ann_min_passages`` (200,000): :class:`RescoredPQ`. Each vector is kept as a
+  4-bit product-quantized code of 48 bytes (faiss ``IndexPQFastScan``, scanned with SIMD
+  shuffles from tables that stay in cache), and the best ``pq_rescore`` x k of them are scored
+  again exactly against the float32 vectors, which stay in their mapped file. At 50,000
+  passages this is 0.2 ms a question against 1.5 ms for the float16 scan, with recall@10 0.999,
+  and 2.4 MB in memory instead of 38 MB. Under load it matters more: concurrent float16 scans
+  shared the memory bus and evicted everything else from the cache.
+- From ``ann_min_passages`` on: an inverted-file index (IVF, k-means lists over the vectors)
+  that scans only the ``ann_probe`` lists nearest the query.
+
+``make bench`` reports recall@10 against exact search. A rebuild keeps the previous version's
+trained codebooks or lists, so only the vectors are encoded again, not re-clustered.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ class DenseOptions:
     """When to switch to IVF and how to build and search it."""
 
     ann_min_passages: int = 200_000
+    pq_min_passages: int = 20_000
+    pq_rescore: int = 8  # candidates rescored exactly per result wanted
     ann_lists: int = 0  # 0: about 2 x sqrt(passages)
     ann_probe: int = 48
     build_threads: int = 1
@@ -60,17 +69,76 @@ def flat_index(vectors: np.ndarray) -> faiss.Index:
     return index
 
 
-def is_approximate(index: faiss.Index) -> bool:
-    """Whether ``index`` is IVF (saved with the version) rather than flat (rebuilt on load)."""
-    return isinstance(index, faiss.IndexIVF)
+class RescoredPQ:
+    """Product-quantized codes searched first, then the best candidates rescored exactly.
+
+    ``codes`` is a 4-bit ``IndexPQFastScan`` over the same rows as ``vectors`` (float32, unit
+    rows; usually the version's mapped file). It answers ``search`` like a FAISS index.
+    """
+
+    def __init__(self, codes: faiss.IndexPQFastScan, vectors: np.ndarray, rescore: int) -> None:
+        self.codes = codes
+        self.vectors = vectors
+        self.rescore = max(1, rescore)
+
+    @property
+    def ntotal(self) -> int:
+        return self.codes.ntotal
+
+    @property
+    def d(self) -> int:
+        return self.codes.d
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        if k <= 0 or self.ntotal == 0:
+            return scores, ids
+        _, found = self.codes.search(queries, min(self.ntotal, k * self.rescore))
+        for row, (query, rows) in enumerate(zip(queries, found, strict=True)):
+            rows = np.sort(rows[rows >= 0])  # in file order: the mapped rows are read in order
+            exact = self.vectors[rows] @ query
+            best = np.argsort(-exact, kind="stable")[:k]
+            scores[row, : len(best)] = exact[best]
+            ids[row, : len(best)] = rows[best]
+        return scores, ids
+
+
+def subquantizers(dim: int) -> int:
+    """Codebooks per vector: the most that leave each at least 4 dimensions (96 for 384)."""
+    return max((m for m in range(1, dim // 4 + 1) if dim % m == 0), default=1)
+
+
+def is_approximate(index: faiss.Index | RescoredPQ) -> bool:
+    """Whether ``index`` is PQ or IVF (saved with the version) rather than flat (rebuilt on
+    load from the vectors)."""
+    return isinstance(index, (faiss.IndexIVF, RescoredPQ))
+
+
+def saved_part(index: faiss.Index | RescoredPQ) -> faiss.Index:
+    """What of ``index`` is written to ``dense.faiss`` (the vectors are saved on their own)."""
+    return index.codes if isinstance(index, RescoredPQ) else index
+
+
+def from_saved(
+    saved: faiss.Index, vectors: np.ndarray, options: DenseOptions
+) -> faiss.Index | RescoredPQ:
+    """The searchable index from what :func:`saved_part` wrote, with the search settings."""
+    if isinstance(saved, faiss.IndexPQFastScan):
+        return RescoredPQ(saved, vectors, options.pq_rescore)
+    set_search_options(saved, options)
+    return saved
 
 
 def make_dense(
-    vectors: np.ndarray, options: DenseOptions, previous: faiss.Index | None = None
-) -> faiss.Index:
-    """A FAISS inner-product index over ``vectors`` (unit rows, float32, C order)."""
+    vectors: np.ndarray, options: DenseOptions, previous: faiss.Index | RescoredPQ | None = None
+) -> faiss.Index | RescoredPQ:
+    """An inner-product index over ``vectors`` (unit rows, float32, C order)."""
     n, dim = vectors.shape
     if n < max(1, options.ann_min_passages):
+        if n >= max(1, options.pq_min_passages):
+            return _rescored_pq(vectors, options, previous)
         return flat_index(vectors)
     lists = min(options.lists_for(n), n)
     with _omp_threads(options.build_threads):
@@ -98,6 +166,24 @@ def make_dense(
         index.add(vectors)
     set_search_options(index, options)
     return index
+
+
+def _rescored_pq(
+    vectors: np.ndarray, options: DenseOptions, previous: faiss.Index | RescoredPQ | None
+) -> RescoredPQ:
+    dim = vectors.shape[1]
+    m = subquantizers(dim)
+    old = previous.codes if isinstance(previous, RescoredPQ) else None
+    with _omp_threads(options.build_threads):
+        if old is not None and old.d == dim and old.pq.M == m and old.is_trained:
+            codes = faiss.clone_index(old)  # the trained codebooks; its codes go
+            codes.reset()
+        else:
+            codes = faiss.IndexPQFastScan(dim, m, 4, faiss.METRIC_INNER_PRODUCT)
+            log.info("training %d product-quantizer codebooks on %d vectors", m, len(vectors))
+            codes.train(vectors)  # FAISS samples 256 points per centroid
+        codes.add(vectors)
+    return RescoredPQ(codes, vectors, options.pq_rescore)
 
 
 def set_search_options(index: faiss.Index, options: DenseOptions) -> None:

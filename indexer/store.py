@@ -25,10 +25,12 @@ import numpy as np
 
 from indexer.dense import (
     DenseOptions,
+    RescoredPQ,
     flat_index,
+    from_saved,
     is_approximate,
     make_dense,
-    set_search_options,
+    saved_part,
 )
 from indexer.lexical import LexicalIndex, tokenize
 from indexer.manifest import FORMAT, Manifest
@@ -48,7 +50,7 @@ class SearchIndex:
     manifest: Manifest
     passages: list[dict]
     vectors: np.ndarray
-    dense: faiss.Index
+    dense: faiss.Index | RescoredPQ
     lexical: LexicalIndex | None
     path: Path | None = None
     titles: list[dict] = field(default_factory=list)  # one per article: {article_id, title, hash}
@@ -85,7 +87,7 @@ class SearchIndex:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=versions))
         try:
             if is_approximate(self.dense):  # a flat index is the vectors
-                faiss.write_index(self.dense, str(tmp / "dense.faiss"))
+                faiss.write_index(saved_part(self.dense), str(tmp / "dense.faiss"))
             np.save(tmp / "vectors.npy", self.vectors)
             (tmp / "passages.json").write_text(json.dumps(self.passages))
             (tmp / "titles.json").write_text(json.dumps(self.titles))
@@ -123,8 +125,8 @@ class SearchIndex:
         # rows (to rescore them), and several server processes share the file's pages
         vectors = np.load(path / "vectors.npy", mmap_mode="r")
         if (path / "dense.faiss").exists():
-            dense = faiss.read_index(str(path / "dense.faiss"))
-            set_search_options(dense, dense_options or DenseOptions())
+            saved = faiss.read_index(str(path / "dense.faiss"))
+            dense = from_saved(saved, vectors, dense_options or DenseOptions())
         else:
             dense = flat_index(vectors.reshape(-1, manifest.dim))
             _forget_pages(vectors)  # read once to build the float16 copy that is searched

@@ -161,7 +161,12 @@ def test_dense_recall_of_the_live_index(tmp_path):
     docs = [IndexDoc(a.id, 1, a.title, a.body, f"/{a.id}", a.category) for a in articles]
     embedder = FakeEmbedder(dim=32)
     texts = [q.question for q in questions]
-    for options, kind in ((DenseOptions(), "flat"), (DenseOptions(ann_min_passages=1), "ivf")):
+    kinds = (
+        (DenseOptions(), "flat"),
+        (DenseOptions(pq_min_passages=1), "pq"),
+        (DenseOptions(ann_min_passages=1), "ivf"),
+    )
+    for options, kind in kinds:
         root = tmp_path / kind
         build_index(docs, root, embedder, dense_options=options)
         holder = IndexHolder(root, embedders=embedder, dense_options=options)
@@ -171,5 +176,7 @@ def test_dense_recall_of_the_live_index(tmp_path):
         assert 0.0 <= figures["recall_at_10"] <= 1.0
         if kind == "flat":
             assert figures["recall_at_10"] >= 0.99  # float16 keeps the top ten
+        elif kind == "pq":
+            assert figures["rescore"] == options.pq_rescore and figures["subquantizers"] == 8
         else:
             assert figures["probe"] == options.ann_probe and figures["lists"] > 1
