@@ -15,9 +15,10 @@ import hmac
 import secrets
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from bot.db import core
 from bot.gate import REPLIES, Decision
 from bot.models import Conversation, Feedback, Handoff, Message, utcnow
 from bot.pipeline import Pipeline
@@ -54,6 +55,35 @@ class ConversationNotFound(LookupError):
 
 class NotAllowed(PermissionError):
     pass
+
+
+# The chat's reads, built once: building a statement costs more than running it (SQLAlchemy
+# derives a cache key from every new statement object). They run on the session's connection
+# (see bot.db.core); ``id`` is the conversation's.
+_ID = bindparam("id")
+_STATUS = select(
+    Conversation.id, Conversation.token_hash, Conversation.customer_id, Conversation.status
+).where(Conversation.id == _ID)
+_BOT_TURNS = (  # two columns, one query: this runs before every bot reply
+    select(Message.action, Feedback.rating)
+    .outerjoin(Feedback, Feedback.message_id == Message.id)
+    .where(Message.conversation_id == _ID, Message.role == "bot")
+    .order_by(Message.id.desc())
+    .limit(20)
+)
+_LAST_TURNS = (
+    select(Message.role, Message.action, Message.citations, Message.text)
+    .where(Message.conversation_id == _ID, Message.role.in_(("customer", "bot")))
+    .order_by(Message.id.desc())
+    .limit(2)
+)
+_NEWEST = select(
+    select(func.max(Message.id)).where(Message.conversation_id == _ID).scalar_subquery(),
+    select(func.max(Feedback.id))
+    .join(Message, Feedback.message_id == Message.id)
+    .where(Message.conversation_id == _ID)
+    .scalar_subquery(),
+)
 
 
 def hash_token(token: str) -> str:
@@ -95,11 +125,29 @@ def get_conversation(
     conv = session.get(Conversation, conversation_id, with_for_update=lock)
     if conv is None:
         raise ConversationNotFound(conversation_id)
-    if customer_id is not None and conv.customer_id == customer_id:
-        return conv  # a verified customer opening one of their own conversations
-    if not token or not hmac.compare_digest(conv.token_hash, hash_token(token)):
-        raise NotAllowed(conversation_id)
+    _check_access(conv, token, customer_id)
     return conv
+
+
+def conversation_status(
+    session: Session, conversation_id: str, token: str | None, customer_id: str | None = None
+) -> str:
+    """Who owns the conversation, checked like :func:`get_conversation` but read as one row
+    without loading it (for a reader that needs nothing else)."""
+    row = core(session).execute(_STATUS, {"id": conversation_id}).one_or_none()
+    if row is None:
+        raise ConversationNotFound(conversation_id)
+    _check_access(row, token, customer_id)
+    return row.status
+
+
+def _check_access(conv, token: str | None, customer_id: str | None) -> None:
+    """Raises NotAllowed unless ``token`` is the conversation's, or ``customer_id`` (verified)
+    is its customer's."""
+    if customer_id is not None and conv.customer_id == customer_id:
+        return  # a verified customer opening one of their own conversations
+    if not token or not hmac.compare_digest(conv.token_hash, hash_token(token)):
+        raise NotAllowed(conv.id)
 
 
 def transition(
@@ -115,16 +163,10 @@ def transition(
         session.add(Message(conversation=conv, role="system", text=text))
 
 
-def unhelpful_streak(session: Session, conv: Conversation) -> int:
+def unhelpful_streak(session: Session, conversation_id: str) -> int:
     """Bot turns in a row, most recent first, that did not help (clarify, or answer rated down)."""
     streak = 0
-    turns = session.execute(  # two columns, one query: this runs before every bot reply
-        select(Message.action, Feedback.rating)
-        .outerjoin(Feedback, Feedback.message_id == Message.id)
-        .where(Message.conversation_id == conv.id, Message.role == "bot")
-        .order_by(Message.id.desc())
-        .limit(20)
-    )
+    turns = core(session).execute(_BOT_TURNS, {"id": conversation_id})
     for action, rating in turns:
         if action == "smalltalk":
             continue
@@ -161,15 +203,10 @@ def request_person(session: Session, conv: Conversation, staffed: bool) -> Hando
     return handoff
 
 
-def _clarified_question(session: Session, conv: Conversation, article_id: str) -> str | None:
+def _clarified_question(session: Session, conversation_id: str, article_id: str) -> str | None:
     """The customer's question that the latest bot turn answered with a clarify offer naming
     ``article_id`` (None when the offer is not the latest turn or did not name it)."""
-    recent = session.scalars(
-        select(Message)
-        .where(Message.conversation_id == conv.id, Message.role.in_(("customer", "bot")))
-        .order_by(Message.id.desc())
-        .limit(2)
-    ).all()
+    recent = core(session).execute(_LAST_TURNS, {"id": conversation_id}).all()
     if len(recent) < 2 or recent[0].role != "bot" or recent[0].action != "clarify":
         return None
     if article_id not in {c.get("article_id") for c in recent[0].citations or []}:
@@ -177,24 +214,19 @@ def _clarified_question(session: Session, conv: Conversation, article_id: str) -
     return recent[1].text
 
 
-def newest_ids(session: Session, conv: Conversation) -> tuple[int | None, int | None]:
-    """The newest message and feedback ids of ``conv``: a reply worked out before they changed
-    may be stale (another message, or a rating that changes the unhelpful streak)."""
-    message = select(func.max(Message.id)).where(Message.conversation_id == conv.id)
-    feedback = (
-        select(func.max(Feedback.id))
-        .join(Message, Feedback.message_id == Message.id)
-        .where(Message.conversation_id == conv.id)
-    )
-    newest = session.execute(select(message.scalar_subquery(), feedback.scalar_subquery())).one()
+def newest_ids(session: Session, conversation_id: str) -> tuple[int | None, int | None]:
+    """The newest message and feedback ids of the conversation: a reply worked out before they
+    changed may be stale (another message, or a rating that changes the unhelpful streak)."""
+    newest = core(session).execute(_NEWEST, {"id": conversation_id}).one()
     return newest[0], newest[1]
 
 
-def reply_inputs(session: Session, conv: Conversation, article_id: str | None) -> tuple:
+def reply_inputs(session: Session, conversation_id: str, article_id: str | None) -> tuple:
     """What the bot's reply depends on besides the text: the unhelpful streak, the question a
     clarify pick answers (or None), and :func:`newest_ids`."""
-    question = _clarified_question(session, conv, article_id) if article_id else None
-    return unhelpful_streak(session, conv), question, newest_ids(session, conv)
+    question = _clarified_question(session, conversation_id, article_id) if article_id else None
+    streak = unhelpful_streak(session, conversation_id)
+    return streak, question, newest_ids(session, conversation_id)
 
 
 def decide_reply(
@@ -209,7 +241,7 @@ def bot_decision(
     session: Session, conv: Conversation, text: str, pipeline: Pipeline, article_id: str | None
 ) -> Decision:
     """What the bot would reply to ``text`` in ``conv`` (only reads the conversation)."""
-    streak, question, _ = reply_inputs(session, conv, article_id)
+    streak, question, _ = reply_inputs(session, conv.id, article_id)
     return decide_reply(pipeline, text, streak, question, article_id)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -184,6 +184,15 @@ def read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions that only read: on SQLite they neither take nor wait for the write lock (a
     session from here must not write)."""
     return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+
+def core(session: Session) -> Connection:
+    """The session's connection, for Core statements on the chat's hot path: a plain select run
+    on it costs about a tenth of the same select through ``Session.execute`` (no ORM compile
+    step, no identity map). The session's pending changes are flushed first, as an ORM query
+    would."""
+    session.flush()
+    return session.connection()
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Path, Request
@@ -10,7 +11,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from bot.auth import agents_online
-from bot.conversations import ConversationNotFound, NotAllowed, get_conversation
+from bot.conversations import (
+    ConversationNotFound,
+    NotAllowed,
+    conversation_status,
+    get_conversation,
+)
 from bot.hours import is_open, parse_hours, zone
 from bot.identity import IdentityError, verify_customer
 from bot.models import Conversation, utcnow
@@ -83,10 +89,26 @@ def find_conversation(
 ) -> Conversation:
     """The caller's conversation, locked unless ``lock`` is False (401 without a token, 404
     unknown, 403 wrong token)."""
+    with _access_errors(token, customer_id):
+        return get_conversation(session, conversation_id, token, customer_id, lock)
+
+
+def find_status(
+    session: Session, conversation_id: str, token: str | None, customer_id: str | None
+) -> str:
+    """Who owns the caller's conversation (the errors of :func:`find_conversation`), read
+    without loading it."""
+    with _access_errors(token, customer_id):
+        return conversation_status(session, conversation_id, token, customer_id)
+
+
+@contextmanager
+def _access_errors(token: str | None, customer_id: str | None) -> Iterator[None]:
+    """401 without a token, 404 for an unknown conversation, 403 for the wrong token."""
     if not token and customer_id is None:
         raise HTTPException(401, "missing X-Conversation-Token header")
     try:
-        return get_conversation(session, conversation_id, token, customer_id, lock)
+        yield
     except ConversationNotFound:
         raise HTTPException(404, "conversation not found") from None
     except NotAllowed:

@@ -16,9 +16,11 @@ from bot.conversations import (
     InvalidTransition,
     NotAllowed,
     bot_decision,
+    conversation_status,
     create_conversation,
     escalate,
     get_conversation,
+    newest_ids,
     post_customer_message,
     transition,
     unhelpful_streak,
@@ -284,7 +286,7 @@ def test_unhelpful_streak(session, turns, streak):
         add_bot(session, conv, action, rating)
     session.add(Message(conversation=conv, role="customer", text="hm"))
     session.flush()
-    assert unhelpful_streak(session, conv) == streak
+    assert unhelpful_streak(session, conv.id) == streak
 
 
 def test_the_streak_is_per_conversation(session):
@@ -292,8 +294,23 @@ def test_the_streak_is_per_conversation(session):
     other = conversation_in(session, "bot")
     add_bot(session, other, "clarify")
     add_bot(session, other, "clarify")
-    assert unhelpful_streak(session, mine) == 0
-    assert unhelpful_streak(session, other) == 2
+    assert unhelpful_streak(session, mine.id) == 0
+    assert unhelpful_streak(session, other.id) == 2
+
+
+def test_the_chat_reads_see_changes_the_session_has_not_flushed(session):
+    """The streak, newest-ids and status reads run as Core statements on the session's
+    connection; they still see what the session added but did not flush yet."""
+    conv, token = create_conversation(session)
+    session.add(Message(conversation=conv, role="bot", text="?", action="clarify"))
+    assert unhelpful_streak(session, conv.id) == 1
+    assert newest_ids(session, conv.id)[0] is not None
+    conv.status = "agent"
+    assert conversation_status(session, conv.id, token) == "agent"
+    with pytest.raises(NotAllowed):
+        conversation_status(session, conv.id, "not-the-token")
+    with pytest.raises(ConversationNotFound):
+        conversation_status(session, "0" * 32, token)
 
 
 def test_the_bot_thinks_in_a_read_only_session_while_others_write(session, monkeypatch):

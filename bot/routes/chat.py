@@ -31,6 +31,7 @@ from bot.deps import (
     SettingsDep,
     StaffedDep,
     find_conversation,
+    find_status,
     get_pipeline,
     is_staffed,
 )
@@ -94,10 +95,9 @@ def _send_message(
     decision = inputs = pipeline = None
     # first a short read (no write lock): who owns the conversation and what a reply needs
     with session_scope(state.read_sessionmaker) as session:
-        conv = find_conversation(session, conversation_id, token, customer_id, lock=False)
-        if conv.status in ("bot", "closed"):
+        if find_status(session, conversation_id, token, customer_id) in ("bot", "closed"):
             pipeline = get_pipeline(request)
-            inputs = reply_inputs(session, conv, body.article_id)
+            inputs = reply_inputs(session, conversation_id, body.article_id)
     # the model runs with no session open, while other requests read and write
     if inputs is not None:
         streak, question, seen = inputs
@@ -105,7 +105,7 @@ def _send_message(
     # then one short write: the message and the reply, unless a person took over meanwhile
     with session_scope(state.sessionmaker) as session:
         conv = find_conversation(session, conversation_id, token, customer_id)
-        if decision is not None and newest_ids(session, conv) != seen:
+        if decision is not None and newest_ids(session, conv.id) != seen:
             decision = None  # a message or a rating came in meanwhile: work it out again, now
         # whether a person could take a handoff matters only to a handoff (most replies are not)
         needed = decision is None or decision.action == "escalate"
