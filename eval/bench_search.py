@@ -90,7 +90,8 @@ def million(
     started = time.perf_counter()
     ivf = make_dense(vectors, options)
     ivf_build = time.perf_counter() - started
-    flat = make_dense(vectors, DenseOptions(ann_min_passages=len(vectors) + 1))
+    every = len(vectors) + 1  # both size switches above the count: every vector scanned
+    flat = make_dense(vectors, DenseOptions(ann_min_passages=every, pq_min_passages=every))
 
     queries = np.ascontiguousarray(question_vectors, dtype=np.float32)
     _, exact = faiss.knn(queries, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)  # float32
