@@ -35,7 +35,7 @@ faiss.omp_set_num_threads(1)
 
 @dataclass
 class DenseOptions:
-    """When to switch to IVF and how to build and search it."""
+    """When to switch to product quantization and to IVF, and how to build and search them."""
 
     ann_min_passages: int = 200_000
     pq_min_passages: int = 20_000
@@ -84,10 +84,6 @@ class RescoredPQ:
     @property
     def ntotal(self) -> int:
         return self.codes.ntotal
-
-    @property
-    def d(self) -> int:
-        return self.codes.d
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32)

@@ -151,7 +151,7 @@ _REPEATED = ("article_id", "title", "url", "category", "heading_path")
 
 def _share_repeats(passages: list[dict]) -> list[dict]:
     """Make a field equal to the previous passage's the same object: JSON parsing makes a new
-    string for every occurrence. 11 MB less per server process at 50,000 passages, in 8 ms."""
+    string for every occurrence. 11 MB less per server process at 50,000 passages, in 17 ms."""
     previous: dict = {}
     for passage in passages:
         for key in _REPEATED:
