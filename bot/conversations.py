@@ -61,7 +61,7 @@ class NotAllowed(PermissionError):
 # derives a cache key from every new statement object). They run on the session's connection
 # (see bot.db.core); ``id`` is the conversation's.
 _ID = bindparam("id")
-_STATUS = select(
+STATUS = select(
     Conversation.id, Conversation.token_hash, Conversation.customer_id, Conversation.status
 ).where(Conversation.id == _ID)
 _BOT_TURNS = (  # two columns, one query: this runs before every bot reply
@@ -77,13 +77,16 @@ _LAST_TURNS = (
     .order_by(Message.id.desc())
     .limit(2)
 )
-_NEWEST = select(
-    select(func.max(Message.id)).where(Message.conversation_id == _ID).scalar_subquery(),
+NEWEST_MESSAGE = (
+    select(func.max(Message.id)).where(Message.conversation_id == _ID).scalar_subquery()
+)
+NEWEST_FEEDBACK = (
     select(func.max(Feedback.id))
     .join(Message, Feedback.message_id == Message.id)
     .where(Message.conversation_id == _ID)
-    .scalar_subquery(),
+    .scalar_subquery()
 )
+_NEWEST = select(NEWEST_MESSAGE, NEWEST_FEEDBACK)
 
 
 def hash_token(token: str) -> str:
@@ -125,7 +128,7 @@ def get_conversation(
     conv = session.get(Conversation, conversation_id, with_for_update=lock)
     if conv is None:
         raise ConversationNotFound(conversation_id)
-    _check_access(conv, token, customer_id)
+    check_access(conv, token, customer_id)
     return conv
 
 
@@ -134,14 +137,14 @@ def conversation_status(
 ) -> str:
     """Who owns the conversation, checked like :func:`get_conversation` but read as one row
     without loading it (for a reader that needs nothing else)."""
-    row = core(session).execute(_STATUS, {"id": conversation_id}).one_or_none()
+    row = core(session).execute(STATUS, {"id": conversation_id}).one_or_none()
     if row is None:
         raise ConversationNotFound(conversation_id)
-    _check_access(row, token, customer_id)
+    check_access(row, token, customer_id)
     return row.status
 
 
-def _check_access(conv, token: str | None, customer_id: str | None) -> None:
+def check_access(conv, token: str | None, customer_id: str | None) -> None:
     """Raises NotAllowed unless ``token`` is the conversation's, or ``customer_id`` (verified)
     is its customer's."""
     if customer_id is not None and conv.customer_id == customer_id:

@@ -89,7 +89,7 @@ def find_conversation(
 ) -> Conversation:
     """The caller's conversation, locked unless ``lock`` is False (401 without a token, 404
     unknown, 403 wrong token)."""
-    with _access_errors(token, customer_id):
+    with access_errors(token, customer_id):
         return get_conversation(session, conversation_id, token, customer_id, lock)
 
 
@@ -98,12 +98,12 @@ def find_status(
 ) -> str:
     """Who owns the caller's conversation (the errors of :func:`find_conversation`), read
     without loading it."""
-    with _access_errors(token, customer_id):
+    with access_errors(token, customer_id):
         return conversation_status(session, conversation_id, token, customer_id)
 
 
 @contextmanager
-def _access_errors(token: str | None, customer_id: str | None) -> Iterator[None]:
+def access_errors(token: str | None, customer_id: str | None) -> Iterator[None]:
     """401 without a token, 404 for an unknown conversation, 403 for the wrong token."""
     if not token and customer_id is None:
         raise HTTPException(401, "missing X-Conversation-Token header")

@@ -117,14 +117,22 @@ def _collect(session: Session, _flush_context: Any) -> None:
             pending.append((CONSOLE, {"type": "queue", "conversation_id": obj.conversation_id}))
     for obj in session.new:
         if isinstance(obj, Message):
-            data = message_public(obj, feedback=None)
-            pending.append((conversation_topic(obj.conversation_id), {"type": "message", **data}))
+            queue_message(session, message_public(obj, feedback=None))
     for obj in session.dirty:
         if isinstance(obj, Conversation) and _status_changed(obj):
             pending.append((conversation_topic(obj.id), {"type": "status", "status": obj.status}))
             pending.append(
                 (CONSOLE, {"type": "queue", "conversation_id": obj.id, "status": obj.status})
             )
+
+
+def queue_message(session: Session, data: dict) -> None:
+    """Publish a new message (as ``message_public`` shows it) once the session commits; the
+    flush queues the ORM's, and Core writers call this for theirs."""
+    event = {"type": "message", **data}
+    session.info.setdefault("pending_events", []).append(
+        (conversation_topic(data["conversation_id"]), event)
+    )
 
 
 def _send(session: Session, broker: Broker) -> None:

@@ -648,6 +648,33 @@ def test_a_reply_worked_out_before_a_newer_message_landed_is_worked_out_again(
     assert texts[:2] == ["are you there?", "refund"] and len(texts) == 3
 
 
+def test_a_plain_reply_is_stored_by_the_core_path_and_a_handoff_by_the_orm_path(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bot.reply_write stores the common turn; the ORM path still does everything else."""
+    from bot.routes import chat
+
+    orm_calls: list[str] = []
+    real = chat.post_customer_message
+    monkeypatch.setattr(
+        chat,
+        "post_customer_message",
+        lambda session, conv, text, *a, **k: (
+            orm_calls.append(text) or real(session, conv, text, *a, **k)
+        ),
+    )
+    conv, h = start(client)
+    assert say(client, conv, h, ANSWER_Q)["action"] == "answer"
+    assert say(client, conv, h, "thanks!")["action"] == "smalltalk"
+    assert orm_calls == []
+    handed = say(client, conv, h, "I want to talk to a person")
+    assert handed["action"] == "escalate" and handed["conversation_status"] == "queued"
+    assert say(client, conv, h, "hello?")["action"] == "none"
+    assert orm_calls == ["I want to talk to a person", "hello?"]
+    texts = [m["text"] for m in transcript(client, conv, h)["messages"]]
+    assert texts[0] == ANSWER_Q and texts[2] == "thanks!" and texts[-1] == "hello?"
+
+
 def test_an_in_memory_database_works():
     from bot.db import init_db, make_engine
 

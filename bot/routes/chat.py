@@ -30,6 +30,7 @@ from bot.deps import (
     SessionDep,
     SettingsDep,
     StaffedDep,
+    access_errors,
     find_conversation,
     find_status,
     get_pipeline,
@@ -37,6 +38,7 @@ from bot.deps import (
 )
 from bot.events import conversation_topic
 from bot.models import Feedback, Message
+from bot.reply_write import store_bot_turn
 from bot.schemas import (
     BotReply,
     ConversationCreated,
@@ -104,6 +106,13 @@ def _send_message(
         decision = decide_reply(pipeline, body.text, streak, question, body.article_id)
     # then one short write: the message and the reply, unless a person took over meanwhile
     with session_scope(state.sessionmaker) as session:
+        if decision is not None:  # the common case first, in Core statements (bot.reply_write)
+            with access_errors(token, customer_id):
+                stored = store_bot_turn(
+                    session, conversation_id, token, customer_id, body.text, decision, seen
+                )
+            if stored is not None:
+                return stored
         conv = find_conversation(session, conversation_id, token, customer_id)
         if decision is not None and newest_ids(session, conv.id) != seen:
             decision = None  # a message or a rating came in meanwhile: work it out again, now
