@@ -158,12 +158,12 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Overrides SUPPORTBOT_PORT.")] = None,
 ) -> None:
     """Serve the chat API (and docs at /docs) with SUPPORTBOT_WORKERS processes."""
-    import uvicorn
-
     settings = Settings()
     address = {"host": host or settings.host, "port": port or settings.port}
     workers = settings.server_processes()
     if workers == 1:
+        import uvicorn
+
         from bot.app import create_app
 
         # workers=1 said outright: otherwise uvicorn reads $WEB_CONCURRENCY (set by some hosts)
@@ -171,7 +171,7 @@ def serve(
         return
     from bot.auth import session_secret
     from bot.db import init_db, make_engine
-    from bot.event_hub import start_hub
+    from bot.supervisor import command
 
     # once, before the workers start: each would otherwise race to migrate the database and to
     # create the session key file (two workers with two keys would refuse each other's cookies)
@@ -179,20 +179,11 @@ def serve(
     init_db(engine)
     engine.dispose()
     session_secret(settings.secret_key, settings.secret_key_file)
-    hub = start_hub()  # live updates published in one worker reach the others' subscribers
-    os.environ.update(hub.environ())
-    try:
-        # every worker builds its app from the same environment (and .env file); a worker
-        # loading a large index may not answer the supervisor's ping within the default 5 s
-        uvicorn.run(
-            "bot.app:create_app",
-            factory=True,
-            workers=workers,
-            timeout_worker_healthcheck=60,
-            **address,
-        )
-    finally:
-        hub.close()
+    # then a lean process runs the hub and the workers (see bot.supervisor)
+    argv = command(address["host"], address["port"], workers)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(argv[0], argv)
 
 
 @app.command()

@@ -50,6 +50,20 @@ def test_two_worker_processes_serve(served):
     assert len(workers) == 2
 
 
+def test_the_parent_process_holds_only_the_hub_and_the_supervisor(served):
+    """`serve` migrates in its own process, then execs a lean one: the process that lives as
+    long as the server has not loaded pydantic, SQLAlchemy or the model runtime."""
+    _, proc, _ = served
+    assert "bot.supervisor" in Path(f"/proc/{proc.pid}/cmdline").read_text()
+    parent = Path(f"/proc/{proc.pid}/maps").read_text()
+    worker = next(
+        p for p in process_tree(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()
+    )
+    assert "pydantic_core" in Path(f"/proc/{worker}/maps").read_text()
+    assert "pydantic_core" not in parent
+    assert "onnxruntime" not in parent
+
+
 def test_a_stream_gets_every_message_whichever_worker_stored_it(served):
     url, _, _ = served
     conv = httpx.post(f"{url}/api/v1/conversations").json()
