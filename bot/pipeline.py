@@ -18,7 +18,7 @@ from bot.retrieval import ArticleHit, RetrievalOptions, Retriever
 from bot.settings import Settings
 from indexer.dense import DenseOptions
 from indexer.embedder import Embedder, EmbedderUnavailable, FakeEmbedder, load_named
-from indexer.store import SearchIndex, current_version, load_current
+from indexer.store import SearchIndex, current_version, load_current, trim_heap
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ class IndexHolder:
             log.error(self.error)
             return False
         self.live, self.error = (index, embedder), None
+        trim_heap()  # what loading it (and the version it replaces) freed
         log.info("index version %s loaded (%d passages)", version, len(index.passages))
         return True
 
