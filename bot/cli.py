@@ -180,10 +180,10 @@ def serve(
     engine.dispose()
     session_secret(settings.secret_key, settings.secret_key_file)
     # then a lean process runs the hub and the workers (see bot.supervisor)
-    argv = command(address["host"], address["port"], workers)
+    argv, environ = command(address["host"], address["port"], workers)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(argv[0], argv)
+    os.execve(argv[0], argv, environ)
 
 
 @app.command()

@@ -86,7 +86,13 @@ NEWEST_FEEDBACK = (
     .where(Message.conversation_id == _ID)
     .scalar_subquery()
 )
-_NEWEST = select(NEWEST_MESSAGE, NEWEST_FEEDBACK)
+RATED_DOWN = (  # changes when a rating is turned from up to down or back (same feedback id)
+    select(func.count(Feedback.id))
+    .join(Message, Feedback.message_id == Message.id)
+    .where(Message.conversation_id == _ID, Feedback.rating == "down")
+    .scalar_subquery()
+)
+_NEWEST = select(NEWEST_MESSAGE, NEWEST_FEEDBACK, RATED_DOWN)
 
 
 def hash_token(token: str) -> str:
@@ -217,11 +223,12 @@ def _clarified_question(session: Session, conversation_id: str, article_id: str)
     return recent[1].text
 
 
-def newest_ids(session: Session, conversation_id: str) -> tuple[int | None, int | None]:
-    """The newest message and feedback ids of the conversation: a reply worked out before they
-    changed may be stale (another message, or a rating that changes the unhelpful streak)."""
+def newest_ids(session: Session, conversation_id: str) -> tuple[int | None, int | None, int]:
+    """The newest message and feedback ids of the conversation, and how many of its answers are
+    rated down: a reply worked out before they changed may be stale (another message, or a
+    rating, new or changed, that changes the unhelpful streak)."""
     newest = core(session).execute(_NEWEST, {"id": conversation_id}).one()
-    return newest[0], newest[1]
+    return newest[0], newest[1], newest[2]
 
 
 def reply_inputs(session: Session, conversation_id: str, article_id: str | None) -> tuple:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, null, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot.conversations import (
     NEWEST_FEEDBACK,
     NEWEST_MESSAGE,
+    RATED_DOWN,
     STATUS,
     ConversationNotFound,
     check_access,
@@ -49,6 +50,7 @@ _SINCE = (
     select(
         NEWEST_MESSAGE.label("message"),
         NEWEST_FEEDBACK.label("feedback"),
+        RATED_DOWN.label("rated_down"),
         _latest.status,
         _latest.offline,
         _latest.contact_email,
@@ -58,7 +60,7 @@ _SINCE = (
     .where(Conversation.id == _ID)
 )
 _COLUMNS = ("conversation_id", "role", "text", "action", "confidence", "citations", "decision")
-# one statement for both rows; the ids come back in the order the rows were given
+# both rows at once (one INSERT on PostgreSQL, one per row on SQLite); ids in the rows' order
 _INSERT = insert(Message).returning(Message.id, sort_by_parameter_order=True)
 _TOUCH = (  # "id" is reserved in an UPDATE for the SET clause's columns
     update(Conversation)
@@ -74,10 +76,10 @@ def store_bot_turn(
     customer_id: str | None,
     text: str,
     decision: Decision,
-    seen: tuple[int | None, int | None],
+    seen: tuple[int | None, int | None, int],
 ) -> BotReply | None:
-    """Store the customer's ``text`` and the bot's ``decision`` (worked out when the
-    conversation's newest message and rating ids were ``seen``) and return the reply, or return
+    """Store the customer's ``text`` and the bot's ``decision`` (worked out when
+    :func:`~bot.conversations.newest_ids` gave ``seen``) and return the reply, or return
     None, having written nothing, unless the bot still owns the conversation, nothing new came
     in, and the decision does not hand over.
 
@@ -95,7 +97,7 @@ def store_bot_turn(
     if owner.status != "bot":
         return None
     since = conn.execute(_SINCE, {"id": conversation_id}).one()
-    if (since.message, since.feedback) != seen:
+    if (since.message, since.feedback, since.rated_down) != seen:
         return None
     now = utcnow()
     customer = dict.fromkeys(_COLUMNS) | {
@@ -103,6 +105,7 @@ def store_bot_turn(
         "role": "customer",
         "text": text,
         "citations": [],
+        "decision": null(),  # SQL NULL as the ORM leaves it; None would store the JSON 'null'
     }
     reply = {
         "conversation_id": conversation_id,

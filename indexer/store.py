@@ -176,9 +176,18 @@ def trim_heap() -> None:
     C libraries). Loading a version allocates and frees temporary memory (parsed JSON, the BM25
     counts it derives weights from) that glibc would otherwise keep resident: 64 MB at 50,000
     passages, measured, in every server process."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _malloc_trim():
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
     if trim is not None:
-        trim(0)
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _malloc_trim()
 
 
 def current_version(root: Path) -> str | None:

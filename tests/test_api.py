@@ -648,6 +648,38 @@ def test_a_reply_worked_out_before_a_newer_message_landed_is_worked_out_again(
     assert texts[:2] == ["are you there?", "refund"] and len(texts) == 3
 
 
+def test_a_rating_changed_while_the_bot_thinks_is_taken_into_account(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Turning a thumbs-up into a thumbs-down keeps the rating's id, but it changes the
+    unhelpful streak: the reply is worked out again with the new streak."""
+    from bot.routes import chat
+
+    conv_id, headers = start(client)
+    answer = say(client, conv_id, headers, ANSWER_Q)
+    assert rate(client, conv_id, headers, answer["message_id"], "up").status_code == 200
+    real = chat.decide_reply
+    calls: list[int] = []
+
+    def meanwhile(pipeline, text, streak, *args):
+        calls.append(streak)
+        if len(calls) == 1:  # the customer changes their rating in another tab
+            with session_scope(client.app.state.sessionmaker) as s:
+                s.scalars(select(Feedback)).one().rating = "down"
+        return real(pipeline, text, streak, *args)
+
+    monkeypatch.setattr(chat, "decide_reply", meanwhile)
+    asked: list[int] = []
+    pipeline = client.app.state.pipeline
+    real_reply = pipeline.reply
+    monkeypatch.setattr(
+        pipeline, "reply", lambda text, streak=0: asked.append(streak) or real_reply(text, streak)
+    )
+    say(client, conv_id, headers, ANSWER_Q)
+    assert calls == [0]
+    assert asked == [0, 1]  # worked out again, under the lock, with the down rating
+
+
 def test_a_plain_reply_is_stored_by_the_core_path_and_a_handoff_by_the_orm_path(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -88,6 +88,16 @@ def rows(factory, conversation_id: str) -> list[Message]:
         return list(s.scalars(query.order_by(Message.id)))
 
 
+def nulls(factory, conversation_id: str) -> list[tuple[bool, ...]]:
+    """Which nullable columns hold SQL NULL (a JSON column could hold the JSON text 'null',
+    which reads back as None too)."""
+    columns = (Message.author, Message.action, Message.confidence, Message.decision)
+    with session_scope(factory) as s:
+        query = select(*(c.is_(None) for c in columns))
+        query = query.where(Message.conversation_id == conversation_id).order_by(Message.id)
+        return [tuple(row) for row in s.execute(query)]
+
+
 def updated_at(factory, conversation_id: str):
     with session_scope(factory) as s:
         return s.get(Conversation, conversation_id).updated_at
@@ -127,6 +137,8 @@ def test_it_stores_and_publishes_what_the_orm_path_would(factory, broker):
 
     orm_rows, core_rows = rows(factory, orm_id), rows(factory, core_id)
     assert [shape(m) for m in core_rows] == [shape(m) for m in orm_rows]
+    assert nulls(factory, core_id) == nulls(factory, orm_id)
+    assert nulls(factory, core_id)[0] == (True, True, True, True)  # the customer's message
     assert [m.role for m in core_rows] == ["customer", "bot"]
     assert core_rows[1].citations[0]["snippet"] == "Open Settings, then choose Reset password."
     assert core_rows[0].created_at == core_rows[1].created_at
@@ -198,6 +210,11 @@ def test_it_declines_when_a_message_or_a_rating_came_in_since(factory):
         s.add(Feedback(message_id=seen[0], rating="down"))
     with session_scope(factory) as s:
         assert store_bot_turn(s, conv_id, token, None, "third", ANSWER, seen) is None
+    seen = seen_now(factory, conv_id)
+    with session_scope(factory) as s:  # the rating is changed in place: its id stays the same
+        s.scalars(select(Feedback)).one().rating = "up"
+    with session_scope(factory) as s:
+        assert store_bot_turn(s, conv_id, token, None, "fourth", ANSWER, seen) is None
     assert [m.text for m in rows(factory, conv_id)] == ["first", "Open Settings."]
 
 

@@ -64,6 +64,29 @@ def test_the_parent_process_holds_only_the_hub_and_the_supervisor(served):
     assert "onnxruntime" not in parent
 
 
+def test_the_supervisor_runs_the_same_bot_package(tmp_path, monkeypatch):
+    """An uninstalled checkout (`python -m bot.cli serve`) works: the exec'd process finds this
+    `bot` package first, not whatever a `bot` folder in the working directory holds."""
+    import bot
+    from bot.supervisor import command
+
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    argv, environ = command("127.0.0.1", 8000, 2)
+    assert argv[1:] == ["-P", "-m", "bot.supervisor", "127.0.0.1", "8000", "2"]
+    (tmp_path / "bot").mkdir()  # a stray package where the server is started
+    (tmp_path / "bot" / "__init__.py").write_text("raise SystemExit('wrong bot package')")
+    found = subprocess.run(
+        [argv[0], "-P", "-c", "import bot; print(bot.__file__)"],
+        env=environ,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert found.stdout.strip() == bot.__file__
+    assert environ["PYTHONPATH"].split(":")[1:] == ["/elsewhere"]
+
+
 def test_a_stream_gets_every_message_whichever_worker_stored_it(served):
     url, _, _ = served
     conv = httpx.post(f"{url}/api/v1/conversations").json()
