@@ -139,7 +139,9 @@ def published_docs(session: Session, public_url: str = "") -> list[IndexDoc]:
     """The published articles, as the indexer consumes them (read as plain rows: loading 10,000
     ORM articles, their categories and tags took 0.31 s of a re-index, this 0.1 s)."""
     rows = session.execute(
-        select(Article.id, Article.revision, Article.title, Article.body, Article.url, Category.slug)
+        select(
+            Article.id, Article.revision, Article.title, Article.body, Article.url, Category.slug
+        )
         .outerjoin(Category, Article.category_id == Category.id)
         .where(Article.status == "published")
         .order_by(Article.id)

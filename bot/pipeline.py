@@ -107,7 +107,7 @@ class IndexHolder:
             log.error(self.error)
             return False
         self.live, self.error = (index, embedder), None
-        trim_heap()  # what loading it (and the version it replaces) freed
+        trim_heap()  # what the load freed (and the old version, once no request holds it)
         log.info("index version %s loaded (%d passages)", version, len(index.passages))
         return True
 
