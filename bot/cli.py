@@ -250,11 +250,21 @@ def eval_cmd(
     min_precision: Annotated[float, typer.Option(help="Answered-precision floor.")] = 0.90,
     min_escalation_recall: Annotated[float, typer.Option(help="Escalation-recall floor.")] = 0.95,
     write_settings: Annotated[
-        Path | None, typer.Option(help="Write the chosen thresholds to this .env file.")
+        Path | None,
+        typer.Option(help="Write the chosen thresholds (and tuned weights) to this .env file."),
     ] = None,
+    tune_fusion: Annotated[
+        bool,
+        typer.Option(
+            "--tune-fusion",
+            help="First choose the title and BM25 fusion weights that rank this dataset's gold "
+            "articles best (MRR@10 over a grid), then run every variant with them.",
+        ),
+    ] = False,
 ) -> None:
     """Measure retrieval, answers and gate decisions on a dataset; calibrate the thresholds."""
     from eval.dataset import DatasetError
+    from eval.fusion import WEIGHTS, FusionTuningError
     from eval.report import run_eval, table
     from eval.report import write_settings as write_env
     from eval.runner import VARIANTS
@@ -274,12 +284,29 @@ def eval_cmd(
             min_precision,
             min_escalation_recall,
             progress=sys.stderr.isatty(),
+            tune_weights=tune_fusion,
         )
-    except DatasetError as exc:
+    except (DatasetError, FusionTuningError) as exc:
         _fail(str(exc))
     for problem in report["dataset"]["problems"]:
         typer.secho(f"dataset: {problem}", fg=typer.colors.YELLOW, err=True)
     typer.echo(table(report))
+    to_write: dict = {}
+    if report["fusion"]:
+        best, now = report["fusion"]["chosen"], report["fusion"]["current"]
+        was = next(r for r in report["fusion"]["grid"] if all(r[w] == now[w] for w in WEIGHTS))
+        typer.echo(
+            f"fusion: title weight {best['title_weight']}, BM25 weight {best['bm25_weight']}: "
+            f"MRR@10 {best['mrr@10']:.3f}, hit@1 {best['hit@1']:.3f} (the settings' "
+            f"{now['title_weight']} / {now['bm25_weight']}: {was['mrr@10']:.3f}, "
+            f"{was['hit@1']:.3f})"
+        )
+        if held := report["fusion"]["held_out"]:
+            typer.echo(
+                f"fusion, chosen on one half of the questions and scored on the other: "
+                f"MRR@10 {held['mrr@10']:.3f}, hit@1 {held['hit@1']:.3f}"
+            )
+        to_write.update({w: best[w] for w in WEIGHTS})
     chosen = report["calibration"]["chosen"]
     if chosen is None:
         typer.echo("calibration: no threshold pair meets the precision and escalation floors")
@@ -289,9 +316,10 @@ def eval_cmd(
             "{deflection:.3f}, answered precision {answered_precision:.3f}, escalation recall "
             "{escalation_recall}".format(**chosen)
         )
-        if write_settings:
-            write_env(chosen, write_settings)
-            typer.echo(f"thresholds written to {write_settings}")
+        to_write.update({k: chosen[k] for k in ("answer_threshold", "clarify_threshold")})
+    if write_settings and to_write:
+        write_env(to_write, write_settings)
+        typer.echo(f"{', '.join(to_write)} written to {write_settings}")
     typer.echo(f"report: {out / 'report.json'} and {out / 'report.html'}")
 
 

@@ -11,6 +11,7 @@ from bot.pipeline import IndexHolder, gate_settings
 from bot.settings import Settings
 from eval.calibrate import choose, curve, sweep
 from eval.dataset import load_dataset
+from eval.fusion import WEIGHTS, check_variant, tune_fusion
 from eval.runner import (
     Record,
     model_kind,
@@ -62,16 +63,26 @@ def run_eval(
     min_escalation_recall: float = 0.95,
     bootstrap_rounds: int = 1000,
     progress: bool = True,
+    tune_weights: bool = False,
 ) -> dict:
+    """Run the variants and score them; with ``tune_weights``, first choose the fusion weights on
+    this dataset (eval/fusion.py) and run every variant with them."""
     dataset = load_dataset(dataset_dir)
     for v in variants:
         variant_settings(settings, v)  # unknown names fail before any work
+    if tune_weights:
+        check_variant(settings, variants[0])
     holders: dict[str, IndexHolder] = {}
     reused: dict[str, bool] = {}
     for kind in dict.fromkeys(model_kind(settings, v) for v in variants):
         index_dir, reused[kind] = prepare_index(dataset, settings, kind, cache_dir, progress)
         holders[kind] = open_index(settings, index_dir)
     main_holder = holders[model_kind(settings, variants[0])]
+    fusion = None
+    if tune_weights:
+        fusion = tune_fusion(dataset, settings, main_holder, variants[0], progress)
+        chosen_weights = {w: fusion["chosen"][w] for w in WEIGHTS}
+        settings = settings.model_copy(update=chosen_weights)
     report: dict = {
         "report_version": REPORT_VERSION,
         "created_at": datetime.now(UTC).isoformat(),
@@ -96,6 +107,7 @@ def run_eval(
             "bm25_weight": settings.bm25_weight,
             "model": main_holder.index.manifest.model,
         },
+        "fusion": fusion,
         "variants": {},
     }
     records_by_variant = {}
@@ -128,16 +140,16 @@ def run_eval(
     return report
 
 
-def write_settings(chosen: dict, path: Path) -> None:
-    """Write the chosen thresholds as SUPPORTBOT_* lines (a .env file the bot reads)."""
+def write_settings(values: dict, path: Path) -> None:
+    """Write settings (e.g. the chosen thresholds and fusion weights, by field name) as
+    SUPPORTBOT_* lines of a .env file the bot reads, replacing earlier lines for the same
+    settings and keeping every other line."""
+    new = {f"SUPPORTBOT_{name.upper()}": value for name, value in values.items()}
     lines = []
     if path.exists():
-        keep = ("SUPPORTBOT_ANSWER_THRESHOLD=", "SUPPORTBOT_CLARIFY_THRESHOLD=")
+        keep = tuple(f"{key}=" for key in new)
         lines = [line for line in path.read_text().splitlines() if not line.startswith(keep)]
-    lines += [
-        f"SUPPORTBOT_ANSWER_THRESHOLD={chosen['answer_threshold']}",
-        f"SUPPORTBOT_CLARIFY_THRESHOLD={chosen['clarify_threshold']}",
-    ]
+    lines += [f"{key}={value}" for key, value in new.items()]
     path.write_text("\n".join(lines) + "\n")
 
 
