@@ -9,14 +9,16 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app import create_app
 from bot.article_store import import_into
-from bot.db import make_engine
+from bot.db import init_db, make_engine, make_sessionmaker
 from bot.settings import Settings
 from indexer.articles import SourceArticle, load_path
 from indexer.build import build_index
@@ -220,3 +222,12 @@ def db_url(request, tmp_path: Path) -> str:
     Base.metadata.drop_all(engine)  # every test starts from an empty schema
     engine.dispose()
     return url
+
+
+@pytest.fixture
+def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
+    """A session factory over a fresh, migrated database of each kind (see db_url)."""
+    engine = make_engine(db_url)
+    init_db(engine)
+    yield make_sessionmaker(engine)
+    engine.dispose()

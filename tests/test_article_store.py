@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
-import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from bot.article_store import import_articles, published_docs
-from bot.db import init_db, make_engine, make_sessionmaker, session_scope
+from bot.db import session_scope
 from bot.models import Article, ArticleRevision, Category, Tag
 from indexer.articles import LoadError, SourceArticle, make_article
 from tests.conftest import SMALL_KB
-
-
-@pytest.fixture
-def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(db_url)
-    init_db(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def run_import(sessions, articles, errors=None):

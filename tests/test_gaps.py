@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot.app import create_app
 from bot.auth import create_user
-from bot.db import init_db, make_engine, make_sessionmaker, session_scope
+from bot.db import make_engine, make_sessionmaker, session_scope
 from bot.gaps import (
     GapQuestion,
     build_clusters,
@@ -89,17 +89,9 @@ def _ask(session, question: str, action: str, reason: str, at: datetime, rating=
     )[0]
 
 
-@pytest.fixture
-def factory(db_url: str):
-    engine = make_engine(db_url)
-    init_db(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
-
-
-def test_load_gap_questions_picks_the_right_questions(factory) -> None:
+def test_load_gap_questions_picks_the_right_questions(sessions) -> None:
     day = timedelta(days=1)
-    with session_scope(factory) as s:
+    with session_scope(sessions) as s:
         escalated = _ask(s, "do you gift wrap", "escalate", "low_confidence", NOW - day)
         clarified = _ask(s, "express price?", "clarify", "middle_band", NOW - day, cites=OFFERED)
         rated_down = _ask(s, "ship to mars", "answer", "confident", NOW - day, "down", OFFERED)
@@ -139,7 +131,7 @@ def test_load_gap_questions_picks_the_right_questions(factory) -> None:
             "old": old.id,
             "handled": handled.id,
         }
-    with session_scope(factory) as s:
+    with session_scope(sessions) as s:
         found = load_gap_questions(s, NOW - timedelta(days=30), NOW + timedelta(minutes=1))
         by_id = {q.message_id: q for q in found}
         assert set(by_id) == {ids["escalated"], ids["clarified"], ids["down"], ids["picked"]}

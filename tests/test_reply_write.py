@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from bot.conversations import (
     ConversationNotFound,
@@ -23,7 +21,7 @@ from bot.conversations import (
     post_customer_message,
     transition,
 )
-from bot.db import init_db, make_engine, make_sessionmaker, session_scope
+from bot.db import session_scope
 from bot.events import CONSOLE, Broker, install
 from bot.gate import Decision
 from bot.models import Conversation, Feedback, Handoff, Message
@@ -55,51 +53,43 @@ class Recorder(Broker):
 
 
 @pytest.fixture
-def factory(db_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(db_url)
-    init_db(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def broker(factory) -> Recorder:
+def broker(sessions) -> Recorder:
     recorder = Recorder()
-    install(factory, recorder)
+    install(sessions, recorder)
     return recorder
 
 
-def new_conversation(factory, status: str = "bot", customer_id: str | None = None):
-    with session_scope(factory) as s:
+def new_conversation(sessions, status: str = "bot", customer_id: str | None = None):
+    with session_scope(sessions) as s:
         conv, token = create_conversation(s, customer_id)
         if status != "bot":
             conv.status = status
     return conv.id, token
 
 
-def seen_now(factory, conversation_id: str):
-    with session_scope(factory) as s:
+def seen_now(sessions, conversation_id: str):
+    with session_scope(sessions) as s:
         return newest_ids(s, conversation_id)
 
 
-def rows(factory, conversation_id: str) -> list[Message]:
-    with session_scope(factory) as s:
+def rows(sessions, conversation_id: str) -> list[Message]:
+    with session_scope(sessions) as s:
         query = select(Message).where(Message.conversation_id == conversation_id)
         return list(s.scalars(query.order_by(Message.id)))
 
 
-def nulls(factory, conversation_id: str) -> list[tuple[bool, ...]]:
+def nulls(sessions, conversation_id: str) -> list[tuple[bool, ...]]:
     """Which nullable columns hold SQL NULL (a JSON column could hold the JSON text 'null',
     which reads back as None too)."""
     columns = (Message.author, Message.action, Message.confidence, Message.decision)
-    with session_scope(factory) as s:
+    with session_scope(sessions) as s:
         query = select(*(c.is_(None) for c in columns))
         query = query.where(Message.conversation_id == conversation_id).order_by(Message.id)
         return [tuple(row) for row in s.execute(query)]
 
 
-def updated_at(factory, conversation_id: str):
-    with session_scope(factory) as s:
+def updated_at(sessions, conversation_id: str):
+    with session_scope(sessions) as s:
         return s.get(Conversation, conversation_id).updated_at
 
 
@@ -121,28 +111,28 @@ def plain(event: dict) -> dict:
     return {k: v for k, v in event.items() if k not in ("id", "conversation_id", "created_at")}
 
 
-def test_it_stores_and_publishes_what_the_orm_path_would(factory, broker):
-    orm_id, _ = new_conversation(factory)
-    core_id, core_token = new_conversation(factory)
-    before = updated_at(factory, core_id)
+def test_it_stores_and_publishes_what_the_orm_path_would(sessions, broker):
+    orm_id, _ = new_conversation(sessions)
+    core_id, core_token = new_conversation(sessions)
+    before = updated_at(sessions, core_id)
     broker.published.clear()
-    with session_scope(factory) as s:
+    with session_scope(sessions) as s:
         post_customer_message(s, s.get(Conversation, orm_id), "reset?", None, decision=ANSWER)
     orm_events = list(broker.published)
     broker.published.clear()
-    seen = seen_now(factory, core_id)
-    with session_scope(factory) as s:
+    seen = seen_now(sessions, core_id)
+    with session_scope(sessions) as s:
         reply = store_bot_turn(s, core_id, core_token, None, "reset?", ANSWER, seen)
     core_events = list(broker.published)
 
-    orm_rows, core_rows = rows(factory, orm_id), rows(factory, core_id)
+    orm_rows, core_rows = rows(sessions, orm_id), rows(sessions, core_id)
     assert [shape(m) for m in core_rows] == [shape(m) for m in orm_rows]
-    assert nulls(factory, core_id) == nulls(factory, orm_id)
-    assert nulls(factory, core_id)[0] == (True, True, True, True)  # the customer's message
+    assert nulls(sessions, core_id) == nulls(sessions, orm_id)
+    assert nulls(sessions, core_id)[0] == (True, True, True, True)  # the customer's message
     assert [m.role for m in core_rows] == ["customer", "bot"]
     assert core_rows[1].citations[0]["snippet"] == "Open Settings, then choose Reset password."
     assert core_rows[0].created_at == core_rows[1].created_at
-    assert updated_at(factory, core_id) > before
+    assert updated_at(sessions, core_id) > before
 
     assert reply.customer_message_id == core_rows[0].id
     assert reply.message_id == core_rows[1].id
@@ -169,80 +159,80 @@ def test_it_stores_and_publishes_what_the_orm_path_would(factory, broker):
     assert offsets(core_events) == offsets(orm_events) == [timedelta(0)] * 4
 
 
-def test_events_wait_for_the_commit(factory, broker):
-    conv_id, token = new_conversation(factory)
+def test_events_wait_for_the_commit(sessions, broker):
+    conv_id, token = new_conversation(sessions)
     broker.published.clear()
-    seen = seen_now(factory, conv_id)
-    with pytest.raises(RuntimeError), session_scope(factory) as s:
+    seen = seen_now(sessions, conv_id)
+    with pytest.raises(RuntimeError), session_scope(sessions) as s:
         assert store_bot_turn(s, conv_id, token, None, "reset?", ANSWER, seen) is not None
         raise RuntimeError("the request failed after the write")
     assert broker.published == []
-    assert rows(factory, conv_id) == []
+    assert rows(sessions, conv_id) == []
 
 
 @pytest.mark.parametrize("owner", ["queued", "agent", "closed"])
-def test_it_declines_unless_the_bot_owns_the_conversation(factory, owner):
-    conv_id, token = new_conversation(factory, owner)
-    seen = seen_now(factory, conv_id)
-    with session_scope(factory) as s:
+def test_it_declines_unless_the_bot_owns_the_conversation(sessions, owner):
+    conv_id, token = new_conversation(sessions, owner)
+    seen = seen_now(sessions, conv_id)
+    with session_scope(sessions) as s:
         assert store_bot_turn(s, conv_id, token, None, "hello?", ANSWER, seen) is None
-    assert rows(factory, conv_id) == []
+    assert rows(sessions, conv_id) == []
 
 
-def test_it_declines_a_handoff(factory):
-    conv_id, token = new_conversation(factory)
+def test_it_declines_a_handoff(sessions):
+    conv_id, token = new_conversation(sessions)
     handing_over = Decision("escalate", "low_confidence", "Passing you to a person.", 0.1)
-    with session_scope(factory) as s:
+    with session_scope(sessions) as s:
         seen = newest_ids(s, conv_id)
         assert store_bot_turn(s, conv_id, token, None, "xyzzy", handing_over, seen) is None
-    assert rows(factory, conv_id) == []
+    assert rows(sessions, conv_id) == []
 
 
-def test_it_declines_when_a_message_or_a_rating_came_in_since(factory):
-    conv_id, token = new_conversation(factory)
-    seen = seen_now(factory, conv_id)
-    with session_scope(factory) as s:
+def test_it_declines_when_a_message_or_a_rating_came_in_since(sessions):
+    conv_id, token = new_conversation(sessions)
+    seen = seen_now(sessions, conv_id)
+    with session_scope(sessions) as s:
         assert store_bot_turn(s, conv_id, token, None, "first", ANSWER, seen) is not None
-    with session_scope(factory) as s:  # a reply worked out before that turn is stale
+    with session_scope(sessions) as s:  # a reply worked out before that turn is stale
         assert store_bot_turn(s, conv_id, token, None, "second", ANSWER, seen) is None
-    seen = seen_now(factory, conv_id)
-    with session_scope(factory) as s:  # a rating changes the unhelpful streak
+    seen = seen_now(sessions, conv_id)
+    with session_scope(sessions) as s:  # a rating changes the unhelpful streak
         s.add(Feedback(message_id=seen[0], rating="down"))
-    with session_scope(factory) as s:
+    with session_scope(sessions) as s:
         assert store_bot_turn(s, conv_id, token, None, "third", ANSWER, seen) is None
-    seen = seen_now(factory, conv_id)
-    with session_scope(factory) as s:  # the rating is changed in place: its id stays the same
+    seen = seen_now(sessions, conv_id)
+    with session_scope(sessions) as s:  # the rating is changed in place: its id stays the same
         s.scalars(select(Feedback)).one().rating = "up"
-    with session_scope(factory) as s:
+    with session_scope(sessions) as s:
         assert store_bot_turn(s, conv_id, token, None, "fourth", ANSWER, seen) is None
-    assert [m.text for m in rows(factory, conv_id)] == ["first", "Open Settings."]
+    assert [m.text for m in rows(sessions, conv_id)] == ["first", "Open Settings."]
 
 
-def test_it_checks_who_may_write(factory):
-    conv_id, token = new_conversation(factory, customer_id="cust-1")
-    seen = seen_now(factory, conv_id)
-    with pytest.raises(ConversationNotFound), session_scope(factory) as s:
+def test_it_checks_who_may_write(sessions):
+    conv_id, token = new_conversation(sessions, customer_id="cust-1")
+    seen = seen_now(sessions, conv_id)
+    with pytest.raises(ConversationNotFound), session_scope(sessions) as s:
         store_bot_turn(s, "0" * 32, token, None, "hi", ANSWER, seen)
-    with pytest.raises(NotAllowed), session_scope(factory) as s:
+    with pytest.raises(NotAllowed), session_scope(sessions) as s:
         store_bot_turn(s, conv_id, "not-the-token", None, "hi", ANSWER, seen)
-    with pytest.raises(NotAllowed), session_scope(factory) as s:
+    with pytest.raises(NotAllowed), session_scope(sessions) as s:
         store_bot_turn(s, conv_id, None, "cust-2", "hi", ANSWER, seen)
-    assert rows(factory, conv_id) == []
-    with session_scope(factory) as s:  # the verified customer needs no token
+    assert rows(sessions, conv_id) == []
+    with session_scope(sessions) as s:  # the verified customer needs no token
         assert store_bot_turn(s, conv_id, None, "cust-1", "hi", ANSWER, seen) is not None
 
 
-def test_the_reply_names_the_latest_handoff(factory):
-    conv_id, token = new_conversation(factory)
-    with session_scope(factory) as s:
+def test_the_reply_names_the_latest_handoff(sessions):
+    conv_id, token = new_conversation(sessions)
+    with session_scope(sessions) as s:
         conv = get_conversation(s, conv_id, token)
         escalate(s, conv, "first", offline=False)
         transition(s, conv, "bot")
         escalate(s, conv, "second", offline=True)
         conv.handoffs[-1].contact_email = "a@example.com"
         transition(s, conv, "bot")
-    seen = seen_now(factory, conv_id)
-    with session_scope(factory) as s:
+    seen = seen_now(sessions, conv_id)
+    with session_scope(sessions) as s:
         reply = store_bot_turn(s, conv_id, token, None, "back again", ANSWER, seen)
         latest = s.scalars(select(Handoff).order_by(Handoff.id.desc()).limit(1)).one()
         assert latest.reason == "second"
@@ -250,18 +240,18 @@ def test_the_reply_names_the_latest_handoff(factory):
     assert reply.handoff.offline and reply.handoff.contact_email_given
 
 
-def test_a_turn_waits_for_a_writer_and_then_sees_what_it_wrote(factory):
+def test_a_turn_waits_for_a_writer_and_then_sees_what_it_wrote(sessions):
     """The conversation is locked before the newest ids are read: a second turn worked out
     against the same transcript waits for the first and then declines (on PostgreSQL, a read
     in the locking statement would still see the transcript from before the wait)."""
-    conv_id, token = new_conversation(factory)
-    seen = seen_now(factory, conv_id)
-    first = factory()
+    conv_id, token = new_conversation(sessions)
+    seen = seen_now(sessions, conv_id)
+    first = sessions()
     assert store_bot_turn(first, conv_id, token, None, "first", ANSWER, seen) is not None
     outcome: list = []
 
     def second() -> None:
-        with session_scope(factory) as s:
+        with session_scope(sessions) as s:
             outcome.append(store_bot_turn(s, conv_id, token, None, "second", ANSWER, seen))
 
     thread = threading.Thread(target=second)
@@ -272,6 +262,6 @@ def test_a_turn_waits_for_a_writer_and_then_sees_what_it_wrote(factory):
     first.close()
     thread.join(timeout=30)
     assert outcome == [None]
-    with session_scope(factory) as s:
+    with session_scope(sessions) as s:
         count = s.scalar(select(func.count()).where(Message.conversation_id == conv_id))
     assert count == 2
